@@ -1,0 +1,1 @@
+"""The `python -m mmis` command line."""
