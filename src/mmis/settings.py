@@ -179,3 +179,5 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("MMIS_LOG_LEVEL", default="WARNING")},
     "loggers": {"axes": {"level": "ERROR"}},
 }
+# Service halls sit behind one NAT address: lock the user name, not the shared IP.
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]

@@ -45,3 +45,8 @@ def join_path(base: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{base}[{key}]"
     return f"{base}.{key}" if base else key
+
+
+class NotFound(Exception):
+    """No such row for this user: it does not exist or lies outside the user's data scope.
+    Interfaces answer 404 in both cases, never 403, so ids cannot be probed."""

@@ -1,0 +1,3 @@
+from mmis.api.app import api
+
+__all__ = ["api"]
