@@ -202,7 +202,12 @@ def basic_lines(tariff: Tariff, usage: Usage, period: Period) -> list[Line]:
 # --- the whole bill --------------------------------------------------------------------------
 def rate(tariff: Tariff, usage: Usage, period: Period) -> RatingResult:
     """One bill's lines: energy (and components), basic, power-factor adjustment, funds."""
-    lines = energy_lines(tariff, usage) + basic_lines(tariff, usage, period)
+    # zero-quantity lines are not listed (and so never enter the power-factor base or the total)
+    lines = [
+        line
+        for line in energy_lines(tariff, usage) + basic_lines(tariff, usage, period)
+        if line.quantity != 0
+    ]
     pf_value: Decimal | None = None
     pf_rate: Decimal | None = None
     if tariff.power_factor is not None:
