@@ -9,8 +9,7 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import APIKeyHeader, HttpBearer, SessionAuth
 
-from mmis.common.errors import InvalidInput
-from mmis.common.errors import NotFound
+from mmis.common.errors import InvalidInput, NotFound
 from mmis.org.services import user_for_token
 
 
@@ -43,7 +42,7 @@ class ActiveSessionAuth(SessionAuth):
 api = NinjaAPI(
     title="MMIS API",
     version="1",
-    description="电力营销管理信息系统 API. Errors share one shape: {\"errors\": [{\"path\", \"message\"}]}.",
+    description='电力营销管理信息系统 API. Errors share one shape: {"errors": [{"path", "message"}]}.',
     urls_namespace="api",
     docs_url="/docs",
     auth=[TokenAuth(), TokenHeaderAuth(), ActiveSessionAuth()],

@@ -34,9 +34,15 @@ class Meter(models.Model):
     register_digits = models.PositiveSmallIntegerField(_("整数位数"), default=6)
     register_decimals = models.PositiveSmallIntegerField(_("小数位数"), default=2)
     tou = models.BooleanField(_("多费率"), default=False)
-    state = models.CharField(_("状态"), max_length=12, choices=AssetState.choices, default=AssetState.IN_STOCK)
+    state = models.CharField(
+        _("状态"), max_length=12, choices=AssetState.choices, default=AssetState.IN_STOCK
+    )
     metering_point = models.ForeignKey(
-        MeteringPoint, on_delete=models.PROTECT, null=True, blank=True, related_name="meters",
+        MeteringPoint,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="meters",
         verbose_name=_("计量点"),
     )
     installed_on = models.DateField(_("安装日期"), null=True, blank=True)
@@ -62,9 +68,15 @@ class InstrumentTransformer(models.Model):
     primary = models.DecimalField(_("一次值"), max_digits=10, decimal_places=2)
     secondary = models.DecimalField(_("二次值"), max_digits=10, decimal_places=2)
     accuracy_class = models.CharField(_("准确度等级"), max_length=8, default="0.2S")
-    state = models.CharField(_("状态"), max_length=12, choices=AssetState.choices, default=AssetState.IN_STOCK)
+    state = models.CharField(
+        _("状态"), max_length=12, choices=AssetState.choices, default=AssetState.IN_STOCK
+    )
     metering_point = models.ForeignKey(
-        MeteringPoint, on_delete=models.PROTECT, null=True, blank=True, related_name="transformers",
+        MeteringPoint,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="transformers",
         verbose_name=_("计量点"),
     )
     installed_on = models.DateField(_("安装日期"), null=True, blank=True)
@@ -74,9 +86,9 @@ class InstrumentTransformer(models.Model):
         verbose_name = _("互感器")
         verbose_name_plural = _("互感器")
 
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.asset_no} {self.ratio_text}"
+
     @property
     def ratio_text(self) -> str:
         return f"{self.primary.normalize():f}/{self.secondary.normalize():f}"
-
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.asset_no} {self.ratio_text}"

@@ -21,8 +21,18 @@ class UnableToInstall(InvalidInput):
     pass
 
 
-def register_meter(*, actor: User | None, org: Org, asset_no: str, kind: str, register_digits: int = 6,
-                   tou: bool = False, comm_address: str = "", model: str = "", manufacturer: str = "") -> Meter:
+def register_meter(
+    *,
+    actor: User | None,
+    org: Org,
+    asset_no: str,
+    kind: str,
+    register_digits: int = 6,
+    tou: bool = False,
+    comm_address: str = "",
+    model: str = "",
+    manufacturer: str = "",
+) -> Meter:
     errors = []
     if not asset_no or len(asset_no) > 24 or not asset_no.isalnum():
         errors.append(FieldError("asset_no", "is required: up to 24 letters or digits"))
@@ -37,16 +47,25 @@ def register_meter(*, actor: User | None, org: Org, asset_no: str, kind: str, re
     if errors:
         raise InvalidInput(errors)
     with transaction.atomic():
-        meter = Meter(org=org, asset_no=asset_no, kind=kind, register_digits=register_digits, tou=tou,
-                      comm_address=comm_address, model=model, manufacturer=manufacturer)
+        meter = Meter(
+            org=org,
+            asset_no=asset_no,
+            kind=kind,
+            register_digits=register_digits,
+            tou=tou,
+            comm_address=comm_address,
+            model=model,
+            manufacturer=manufacturer,
+        )
         meter._history_user = actor
         meter.save()
         audit.record(actor=actor, action="meter.register", target=meter, after=audit.snapshot(meter))
     return meter
 
 
-def register_transformer(*, actor: User | None, org: Org, asset_no: str, kind: str, primary: Decimal,
-                         secondary: Decimal) -> InstrumentTransformer:
+def register_transformer(
+    *, actor: User | None, org: Org, asset_no: str, kind: str, primary: Decimal, secondary: Decimal
+) -> InstrumentTransformer:
     errors = []
     if kind not in InstrumentTransformer.Kind.values:
         errors.append(FieldError("kind", f"unknown value {kind!r}"))
@@ -72,13 +91,22 @@ def point_multiplier(transformers: list[InstrumentTransformer]) -> Decimal:
     ct = cts[0] if cts else None
     pt = pts[0] if pts else None
     return rules.multiplier(
-        ct_primary=ct.primary if ct else Decimal(1), ct_secondary=ct.secondary if ct else Decimal(1),
-        pt_primary=pt.primary if pt else Decimal(1), pt_secondary=pt.secondary if pt else Decimal(1),
+        ct_primary=ct.primary if ct else Decimal(1),
+        ct_secondary=ct.secondary if ct else Decimal(1),
+        pt_primary=pt.primary if pt else Decimal(1),
+        pt_secondary=pt.secondary if pt else Decimal(1),
     )
 
 
-def install(*, actor: User | None, point: MeteringPoint, meter: Meter, transformers: list[InstrumentTransformer],
-            on: date, reason: str = "装表") -> MeteringPoint:
+def install(
+    *,
+    actor: User | None,
+    point: MeteringPoint,
+    meter: Meter,
+    transformers: list[InstrumentTransformer],
+    on: date,
+    reason: str = "装表",
+) -> MeteringPoint:
     """Install a meter (and its CT/PT) on a metering point; the point's multiplier follows."""
     errors = []
     with transaction.atomic():
@@ -86,8 +114,12 @@ def install(*, actor: User | None, point: MeteringPoint, meter: Meter, transform
         if meter.state != AssetState.IN_STOCK:
             errors.append(FieldError("meter", f"meter {meter.asset_no} is {meter.state}, not in stock"))
         if point.meters.filter(state=AssetState.INSTALLED).exists():
-            errors.append(FieldError("metering_point", f"{point.point_no} already has a running meter; remove it"))
-        locked = list(InstrumentTransformer.objects.select_for_update().filter(pk__in=[t.pk for t in transformers]))
+            errors.append(
+                FieldError("metering_point", f"{point.point_no} already has a running meter; remove it")
+            )
+        locked = list(
+            InstrumentTransformer.objects.select_for_update().filter(pk__in=[t.pk for t in transformers])
+        )
         for t in locked:
             if t.state != AssetState.IN_STOCK:
                 errors.append(FieldError("transformers", f"{t.asset_no} is {t.state}, not in stock"))
@@ -105,11 +137,20 @@ def install(*, actor: User | None, point: MeteringPoint, meter: Meter, transform
             asset.installed_on = on
             asset._history_user = actor
             asset.save()
-        point = customer_services.set_multiplier(actor=actor, point=point, multiplier=point_multiplier(locked),
-                                                 reason=reason)
-        audit.record(actor=actor, action="meter.install", target=meter,
-                     after={"point": point.point_no, "transformers": [t.asset_no for t in locked],
-                            "multiplier": str(point.multiplier), "on": on.isoformat()})
+        point = customer_services.set_multiplier(
+            actor=actor, point=point, multiplier=point_multiplier(locked), reason=reason
+        )
+        audit.record(
+            actor=actor,
+            action="meter.install",
+            target=meter,
+            after={
+                "point": point.point_no,
+                "transformers": [t.asset_no for t in locked],
+                "multiplier": str(point.multiplier),
+                "on": on.isoformat(),
+            },
+        )
     return point
 
 

@@ -50,7 +50,7 @@ def run(argv: list[str]) -> int:
         cmd_demo = None
     if cmd_demo is not None:
         cmd_demo.run(["--customers", str(args.customers), "--if-empty"])
-    print("\nMMIS 演示账号 / demo logins (password 密码: %s)" % DEMO_PASSWORD)
+    print(f"\nMMIS 演示账号 / demo logins (password 密码: {DEMO_PASSWORD})")
     for username, role in DEMO_LOGINS:
         print(f"  {username:<10} {role}")
     if settings.BROKER_URL:
@@ -60,7 +60,10 @@ def run(argv: list[str]) -> int:
     if _mqtt_reachable(settings.MQTT_URL):
         print(f"AMI: MQTT broker at {settings.MQTT_URL} answers; start `python -m mmis ami-listen` to ingest")
     else:
-        print(f"AMI: no MQTT broker answers at {settings.MQTT_URL}; the listener stays off (demo readings are generated)")
+        print(
+            f"AMI: no MQTT broker answers at {settings.MQTT_URL}; "
+            "the listener stays off (demo readings are generated)"
+        )
     if args.no_serve:
         return 0
     print(f"\n打开 / open http://{args.addr}/\n", flush=True)

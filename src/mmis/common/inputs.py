@@ -76,10 +76,10 @@ class Reader:
         self, value: Any, path: str, *, min_value: Decimal | None = None, positive: bool = False
     ) -> Decimal | None:
         if isinstance(value, JsonNumber) or (isinstance(value, int | float) and not isinstance(value, bool)):
-            self.error(path, f"must be a decimal string such as \"{value}\", not a JSON number")
+            self.error(path, f'must be a decimal string such as "{value}", not a JSON number')
             return None
         if not isinstance(value, str) or not _DECIMAL_RE.match(value.strip()):
-            self.error(path, "must be a decimal number written as a string, e.g. \"0.5469\"")
+            self.error(path, 'must be a decimal number written as a string, e.g. "0.5469"')
             return None
         try:
             d = Decimal(value.strip())
@@ -116,9 +116,9 @@ class Reader:
             return None
         if isinstance(value, int):
             n = value
-        elif isinstance(value, JsonNumber) and re.fullmatch(r"-?\d+", value):
-            n = int(value)
-        elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        elif (isinstance(value, JsonNumber) and re.fullmatch(r"-?\d+", value)) or (
+            isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value)
+        ):
             n = int(value)
         else:
             self.error(path, "must be a whole number")
@@ -169,7 +169,13 @@ class Reader:
         return value
 
     def string(
-        self, container: dict | None, key: str, base: str = "", *, required: bool = True, max_length: int = 200
+        self,
+        container: dict | None,
+        key: str,
+        base: str = "",
+        *,
+        required: bool = True,
+        max_length: int = 200,
     ) -> str | None:
         path = join_path(base, key)
         value = self.get(container, key)

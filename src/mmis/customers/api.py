@@ -58,7 +58,9 @@ class CustomerPatch(Schema):
     industry_code: str | None = Field(None, max_length=10)
     id_type: str | None = None
     id_number: str | None = Field(None, max_length=30)
-    reason: str = Field(..., min_length=1, max_length=200, description="why the file changes (kept in history)")
+    reason: str = Field(
+        ..., min_length=1, max_length=200, description="why the file changes (kept in history)"
+    )
 
 
 class OrgRef(Schema):
@@ -215,9 +217,17 @@ class CustomerFilters(Schema):
 
 # --- helpers ----------------------------------------------------------------------------------------
 def _summary(c: Customer) -> dict:
-    return {"id": c.pk, "customer_no": c.customer_no, "name": c.name, "kind": c.kind, "status": c.status,
-            "id_number_mask": c.id_number_mask, "phone_mask": c.phone_mask,
-            "org": {"id": c.org.pk, "code": c.org.code, "name": c.org.name}, "opened_on": c.opened_on}
+    return {
+        "id": c.pk,
+        "customer_no": c.customer_no,
+        "name": c.name,
+        "kind": c.kind,
+        "status": c.status,
+        "id_number_mask": c.id_number_mask,
+        "phone_mask": c.phone_mask,
+        "org": {"id": c.org.pk, "code": c.org.code, "name": c.org.name},
+        "opened_on": c.opened_on,
+    }
 
 
 def _detail(f: queries.CustomerFile) -> dict:
@@ -225,19 +235,31 @@ def _detail(f: queries.CustomerFile) -> dict:
     c = f.customer
     org = Org.objects.get(pk=c.org_id)
     out = {
-        "id": c.pk if hasattr(c, "pk") else c.id, "customer_no": c.customer_no, "name": c.name, "kind": c.kind,
-        "status": c.status, "id_number_mask": c.id_number_mask, "phone_mask": c.phone_mask,
-        "org": {"id": org.pk, "code": org.code, "name": org.name}, "opened_on": c.opened_on,
-        "contact_name": c.contact_name, "industry_code": c.industry_code,
+        "id": c.pk if hasattr(c, "pk") else c.id,
+        "customer_no": c.customer_no,
+        "name": c.name,
+        "kind": c.kind,
+        "status": c.status,
+        "id_number_mask": c.id_number_mask,
+        "phone_mask": c.phone_mask,
+        "org": {"id": org.pk, "code": org.code, "name": org.name},
+        "opened_on": c.opened_on,
+        "contact_name": c.contact_name,
+        "industry_code": c.industry_code,
         "addresses": [vars_of(a, AddressOut) for a in f.addresses],
         "accounts": [vars_of(a, AccountOut) for a in f.accounts],
         "metering_points": [
-            {**vars_of(p, PointOut), "meters": [vars_of(m, MeterOut) for m in f.meters.get(p.pk, [])],
-             "transformers": [vars_of(t, TransformerOut) for t in f.transformers.get(p.pk, [])]}
+            {
+                **vars_of(p, PointOut),
+                "meters": [vars_of(m, MeterOut) for m in f.meters.get(p.pk, [])],
+                "transformers": [vars_of(t, TransformerOut) for t in f.transformers.get(p.pk, [])],
+            }
             for p in f.points
         ],
-        "contracts": [{**vars_of(k, ContractOut),
-                       "display_state": services.contract_display_state(k, today=today)} for k in f.contracts],
+        "contracts": [
+            {**vars_of(k, ContractOut), "display_state": services.contract_display_state(k, today=today)}
+            for k in f.contracts
+        ],
         "as_of": f.as_of,
     }
     return out
@@ -250,7 +272,9 @@ def vars_of(obj, schema) -> dict:
 def _org_in_scope(request, org_id: int) -> Org:
     org = DataScope.for_user(request.user).orgs().filter(pk=org_id).first()
     if org is None:
-        raise InvalidInput([FieldError("org_id", f"org {org_id} does not exist or is outside your data scope")])
+        raise InvalidInput(
+            [FieldError("org_id", f"org {org_id} does not exist or is outside your data scope")]
+        )
     return org
 
 
@@ -268,7 +292,7 @@ def list_customers(request, filters: Query[CustomerFilters]):
             rows = [c for c in rows if c.kind == filters.kind]
         count = len(rows)
         start = (filters.page - 1) * filters.page_size
-        page_rows = rows[start:start + filters.page_size]
+        page_rows = rows[start : start + filters.page_size]
     else:
         qs = queries.customers(request.user).select_related("org").order_by("customer_no")
         if filters.org_id:
@@ -282,9 +306,13 @@ def list_customers(request, filters: Query[CustomerFilters]):
             qs = qs.filter(kind=filters.kind)
         count = qs.count()
         start = (filters.page - 1) * filters.page_size
-        page_rows = list(qs[start:start + filters.page_size])
-    return {"items": [_summary(c) for c in page_rows], "count": count, "page": filters.page,
-            "page_size": filters.page_size}
+        page_rows = list(qs[start : start + filters.page_size])
+    return {
+        "items": [_summary(c) for c in page_rows],
+        "count": count,
+        "page": filters.page,
+        "page_size": filters.page_size,
+    }
 
 
 @router.post("/customers", response={201: CustomerDetail}, summary="Open a new customer file")
@@ -292,8 +320,9 @@ def create_customer(request, payload: CustomerIn):
     _require_write(request)
     org = _org_in_scope(request, payload.org_id)
     data = payload.dict(exclude={"org_id", "opened_on"})
-    customer = services.create_customer(actor=request.user, org=org, data=data,
-                                        opened_on=payload.opened_on or timezone.localdate())
+    customer = services.create_customer(
+        actor=request.user, org=org, data=data, opened_on=payload.opened_on or timezone.localdate()
+    )
     return 201, _detail(queries.customer_file(request.user, customer.pk))
 
 
@@ -313,16 +342,30 @@ def update_customer(request, customer_id: int, payload: CustomerPatch):
     return _detail(queries.customer_file(request.user, customer_id))
 
 
-@router.get("/customers/{customer_id}/history", response=list[HistoryEntryOut],
-            summary="Change history of the whole file, newest first")
+@router.get(
+    "/customers/{customer_id}/history",
+    response=list[HistoryEntryOut],
+    summary="Change history of the whole file, newest first",
+)
 def customer_history(request, customer_id: int):
     customer = queries.get_customer(request.user, customer_id)
-    return [{"at": e.at, "what": e.what, "label": e.label, "kind": e.kind, "user": e.user, "reason": e.reason,
-             "changes": [[f, str(o), str(n)] for f, o, n in e.changes]} for e in history.timeline(customer)]
+    return [
+        {
+            "at": e.at,
+            "what": e.what,
+            "label": e.label,
+            "kind": e.kind,
+            "user": e.user,
+            "reason": e.reason,
+            "changes": [[f, str(o), str(n)] for f, o, n in e.changes],
+        }
+        for e in history.timeline(customer)
+    ]
 
 
-@router.post("/customers/{customer_id}/metering-points", response={201: PointOut},
-             summary="Add a metering point")
+@router.post(
+    "/customers/{customer_id}/metering-points", response={201: PointOut}, summary="Add a metering point"
+)
 def add_point(request, customer_id: int, payload: PointIn):
     _require_write(request)
     customer = queries.get_customer(request.user, customer_id)
@@ -333,11 +376,16 @@ def add_point(request, customer_id: int, payload: PointIn):
 @router.get("/metering-points/{point_id}", response=PointOut, summary="One metering point")
 def get_point(request, point_id: int):
     point: MeteringPoint = queries.get_metering_point(request.user, point_id)
-    return {**vars_of(point, PointOut), "meters": [vars_of(m, MeterOut) for m in point.meters.all()],
-            "transformers": [vars_of(t, TransformerOut) for t in point.transformers.all()]}
+    return {
+        **vars_of(point, PointOut),
+        "meters": [vars_of(m, MeterOut) for m in point.meters.all()],
+        "transformers": [vars_of(t, TransformerOut) for t in point.transformers.all()],
+    }
 
 
-@router.post("/customers/{customer_id}/contracts", response={201: ContractOut}, summary="Draft a supply contract")
+@router.post(
+    "/customers/{customer_id}/contracts", response={201: ContractOut}, summary="Draft a supply contract"
+)
 def create_contract(request, customer_id: int, payload: ContractIn):
     _require_write(request)
     customer = queries.get_customer(request.user, customer_id)
@@ -345,18 +393,28 @@ def create_contract(request, customer_id: int, payload: ContractIn):
     return 201, {**vars_of(contract, ContractOut), "display_state": contract.state}
 
 
-@router.post("/contracts/{contract_id}/{transition}", response=ContractOut,
-             summary="Contract state change: sign | make_effective | terminate")
+@router.post(
+    "/contracts/{contract_id}/{transition}",
+    response=ContractOut,
+    summary="Contract state change: sign | make_effective | terminate",
+)
 def contract_transition(request, contract_id: int, transition: str, payload: TransitionIn):
     _require_write(request)
     contract = queries.contracts(request.user).filter(pk=contract_id).first()
     if contract is None:
         raise NotFound(f"contract {contract_id} not found")
     today = timezone.localdate()
-    contract = services.change_contract_state(actor=request.user, contract=contract, transition=transition,
-                                              on=payload.on or today, reason=payload.reason)
-    return {**vars_of(contract, ContractOut),
-            "display_state": services.contract_display_state(contract, today=today)}
+    contract = services.change_contract_state(
+        actor=request.user,
+        contract=contract,
+        transition=transition,
+        on=payload.on or today,
+        reason=payload.reason,
+    )
+    return {
+        **vars_of(contract, ContractOut),
+        "display_state": services.contract_display_state(contract, today=today),
+    }
 
 
-__all__ = ["router", "SupplyContract"]
+__all__ = ["SupplyContract", "router"]

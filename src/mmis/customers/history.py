@@ -9,9 +9,22 @@ from typing import Any
 from mmis.customers.models import Customer
 
 HISTORY_LABELS = {"+": "新建", "~": "修改", "-": "删除"}
-SKIP_FIELDS = {"id", "history_id", "history_date", "history_change_reason", "history_type", "history_user",
-               "history_user_id", "id_number_enc", "phone_enc", "bank_account_enc", "id_number_index",
-               "phone_index", "updated_at", "created_at"}
+SKIP_FIELDS = {
+    "id",
+    "history_id",
+    "history_date",
+    "history_change_reason",
+    "history_type",
+    "history_user",
+    "history_user_id",
+    "id_number_enc",
+    "phone_enc",
+    "bank_account_enc",
+    "id_number_index",
+    "phone_index",
+    "updated_at",
+    "created_at",
+}
 
 
 @dataclass
@@ -39,11 +52,17 @@ def _entries_for(history_qs, what: str) -> list[TimelineEntry]:
                 changes.append((str(field.verbose_name), ch.old, ch.new))
             if not changes and record.history_type == "~":
                 continue
-        out.append(TimelineEntry(
-            at=record.history_date, what=what, label=str(record.instance), kind=HISTORY_LABELS[record.history_type],
-            user=str(record.history_user) if record.history_user else "system",
-            reason=record.history_change_reason or "", changes=changes,
-        ))
+        out.append(
+            TimelineEntry(
+                at=record.history_date,
+                what=what,
+                label=str(record.instance),
+                kind=HISTORY_LABELS[record.history_type],
+                user=str(record.history_user) if record.history_user else "system",
+                reason=record.history_change_reason or "",
+                changes=changes,
+            )
+        )
     return out
 
 
@@ -51,8 +70,12 @@ def timeline(customer: Customer) -> list[TimelineEntry]:
     from django.apps import apps
 
     entries = _entries_for(customer.history.all(), str(Customer._meta.verbose_name))
-    for model_name, fk in (("ServiceAddress", "customer_id"), ("Account", "customer_id"),
-                           ("MeteringPoint", "customer_id"), ("SupplyContract", "customer_id")):
+    for model_name, fk in (
+        ("ServiceAddress", "customer_id"),
+        ("Account", "customer_id"),
+        ("MeteringPoint", "customer_id"),
+        ("SupplyContract", "customer_id"),
+    ):
         model = apps.get_model("customers", model_name)
         entries += _entries_for(model.history.filter(**{fk: customer.pk}), str(model._meta.verbose_name))
     point_ids = list(customer.metering_points.values_list("pk", flat=True))
@@ -61,7 +84,9 @@ def timeline(customer: Customer) -> list[TimelineEntry]:
             model = apps.get_model("assets", model_name)
         except LookupError:
             continue
-        entries += _entries_for(model.history.filter(metering_point_id__in=point_ids), str(model._meta.verbose_name))
+        entries += _entries_for(
+            model.history.filter(metering_point_id__in=point_ids), str(model._meta.verbose_name)
+        )
     entries.sort(key=lambda e: e.at, reverse=True)
     return entries
 
@@ -80,8 +105,10 @@ def file_as_of(customer: Customer, at: datetime):
     def rows(model, **filters):
         return [r for r in model.history.as_of(at).filter(**filters).order_by("pk")]
 
-    m = {name: apps.get_model("customers", name) for name in
-         ("ServiceAddress", "Account", "MeteringPoint", "SupplyContract")}
+    m = {
+        name: apps.get_model("customers", name)
+        for name in ("ServiceAddress", "Account", "MeteringPoint", "SupplyContract")
+    }
     points = rows(m["MeteringPoint"], customer_id=customer.pk)
     meters: dict[int, list] = {p.pk: [] for p in points}
     transformers: dict[int, list] = {p.pk: [] for p in points}
@@ -95,8 +122,12 @@ def file_as_of(customer: Customer, at: datetime):
     except LookupError:
         pass
     return CustomerFile(
-        customer=past, addresses=rows(m["ServiceAddress"], customer_id=customer.pk),
-        accounts=rows(m["Account"], customer_id=customer.pk), points=points,
-        contracts=rows(m["SupplyContract"], customer_id=customer.pk), meters=meters, transformers=transformers,
+        customer=past,
+        addresses=rows(m["ServiceAddress"], customer_id=customer.pk),
+        accounts=rows(m["Account"], customer_id=customer.pk),
+        points=points,
+        contracts=rows(m["SupplyContract"], customer_id=customer.pk),
+        meters=meters,
+        transformers=transformers,
         as_of=at,
     )

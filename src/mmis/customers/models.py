@@ -162,7 +162,9 @@ class MeteringPoint(models.Model):
     reading_book_code = models.CharField(_("抄表段"), max_length=20, blank=True, default="", db_index=True)
     # 综合倍率, maintained by the metering-installation service from the installed CT and PT.
     multiplier = models.DecimalField(_("综合倍率"), max_digits=12, decimal_places=4, default=1)
-    position = models.CharField(_("计量方式"), max_length=30, choices=Position.choices, default=Position.BOUNDARY)
+    position = models.CharField(
+        _("计量方式"), max_length=30, choices=Position.choices, default=Position.BOUNDARY
+    )
     tou = models.BooleanField(_("分时计费"), default=False)
     pf_standard = models.CharField(
         _("力调标准"), max_length=4, choices=PfStandard.choices, blank=True, default=""
@@ -170,8 +172,12 @@ class MeteringPoint(models.Model):
     basic_charge_mode = models.CharField(
         _("基本电费计收方式"), max_length=20, choices=BasicChargeMode.choices, blank=True, default=""
     )
-    contract_capacity_kva = models.DecimalField(_("合同容量(kVA)"), max_digits=12, decimal_places=2, default=0)
-    operating_capacity_kva = models.DecimalField(_("运行容量(kVA)"), max_digits=12, decimal_places=2, default=0)
+    contract_capacity_kva = models.DecimalField(
+        _("合同容量(kVA)"), max_digits=12, decimal_places=2, default=0
+    )
+    operating_capacity_kva = models.DecimalField(
+        _("运行容量(kVA)"), max_digits=12, decimal_places=2, default=0
+    )
     contract_demand_kw = models.DecimalField(
         _("合同最大需量(kW)"), max_digits=12, decimal_places=2, null=True, blank=True
     )
@@ -179,7 +185,12 @@ class MeteringPoint(models.Model):
     prepaid = models.BooleanField(_("费控用户"), default=False)
     role = models.CharField(_("计量点角色"), max_length=12, choices=Role.choices, default=Role.MAIN)
     parent = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="sub_points", verbose_name=_("主计量点")
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="sub_points",
+        verbose_name=_("主计量点"),
     )
     status = models.CharField(_("状态"), max_length=10, choices=Status.choices, default=Status.ACTIVE)
     energised_on = models.DateField(_("送电日期"), null=True, blank=True)
@@ -234,3 +245,6 @@ class NumberSequence(models.Model):
 
     name = models.CharField(max_length=30, primary_key=True)
     next_value = models.BigIntegerField(default=1)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.next_value}"

@@ -19,7 +19,6 @@ from mmis.org.scope import DataScope
 __all__ = ["NotFound", "customer_file", "customers", "get_customer", "search"]
 
 
-
 def customers(user: User) -> QuerySet[Customer]:
     return DataScope.for_user(user).filter(Customer.objects.all())
 
@@ -90,7 +89,9 @@ def search(user: User, text: str, *, limit: int = 50) -> list[SearchHit]:
     if re.fullmatch(r"[0-9A-Za-z]{15,18}", compact):
         add(base.filter(id_number_index=cipher().blind_index(compact.upper())), "id_number")
     if re.fullmatch(r"[0-9A-Za-z]{6,24}", compact):
-        from_meter = Q(metering_points__meters__asset_no=compact) | Q(metering_points__meters__comm_address=compact)
+        from_meter = Q(metering_points__meters__asset_no=compact) | Q(
+            metering_points__meters__comm_address=compact
+        )
         add(base.filter(from_meter).distinct(), "meter")
     if len(hits) < limit and not compact.isdigit():
         add(base.filter(name__startswith=text).order_by("name", "customer_no"), "name")
@@ -98,14 +99,16 @@ def search(user: User, text: str, *, limit: int = 50) -> list[SearchHit]:
             add(base.filter(name__contains=text).order_by("customer_no"), "name")
         if len(hits) < limit and len(text) >= 2:
             addr_ids = (
-                DataScope.for_user(user).filter(ServiceAddress.objects.filter(full_text__contains=text))
-                .values_list("customer_id", flat=True)[: limit]
+                DataScope.for_user(user)
+                .filter(ServiceAddress.objects.filter(full_text__contains=text))
+                .values_list("customer_id", flat=True)[:limit]
             )
             add(base.filter(pk__in=list(addr_ids)).order_by("customer_no"), "address")
     result = list(hits.values())[:limit]
     addresses = dict(
         ServiceAddress.objects.filter(customer_id__in=[h.customer.pk for h in result])
-        .order_by("customer_id", "pk").values_list("customer_id", "full_text")
+        .order_by("customer_id", "pk")
+        .values_list("customer_id", "full_text")
     )
     for h in result:
         h.address = addresses.get(h.customer.pk, "")

@@ -68,7 +68,9 @@ def check_phone(value: str) -> str | None:
     return "not a mainland phone number: use 11 digits for a mobile (13912345678) or area code + number"
 
 
-def multiplier(*, ct_primary: Decimal, ct_secondary: Decimal, pt_primary: Decimal, pt_secondary: Decimal) -> Decimal:
+def multiplier(
+    *, ct_primary: Decimal, ct_secondary: Decimal, pt_primary: Decimal, pt_secondary: Decimal
+) -> Decimal:
     """综合倍率 = CT ratio × PT ratio. CT 200/5 and PT 10000/100 → 40 × 100 = 4000."""
     result = (ct_primary / ct_secondary) * (pt_primary / pt_secondary)
     return result.normalize() if result == result.to_integral_value() else result

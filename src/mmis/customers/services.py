@@ -54,7 +54,9 @@ def reserve_numbers(name: str, count: int) -> int:
 
 
 # --- validation ---------------------------------------------------------------------------------
-def _text(errors: list[FieldError], data: dict, key: str, path: str, *, required: bool, max_length: int) -> str:
+def _text(
+    errors: list[FieldError], data: dict, key: str, path: str, *, required: bool, max_length: int
+) -> str:
     value = data.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
@@ -70,19 +72,25 @@ def _text(errors: list[FieldError], data: dict, key: str, path: str, *, required
     return value
 
 
-def _choice(errors: list[FieldError], data: dict, key: str, path: str, choices, *, required: bool = True) -> str:
+def _choice(
+    errors: list[FieldError], data: dict, key: str, path: str, choices, *, required: bool = True
+) -> str:
     value = data.get(key)
     if value in (None, ""):
         if required:
             errors.append(FieldError(path, "is required"))
         return ""
     if value not in choices.values:
-        errors.append(FieldError(path, f"unknown value {value!r}; expected one of: {', '.join(choices.values)}"))
+        errors.append(
+            FieldError(path, f"unknown value {value!r}; expected one of: {', '.join(choices.values)}")
+        )
         return ""
     return value
 
 
-def _decimal(errors: list[FieldError], data: dict, key: str, path: str, *, required: bool, min_value=Decimal(0)):
+def _decimal(
+    errors: list[FieldError], data: dict, key: str, path: str, *, required: bool, min_value=Decimal(0)
+):
     value = data.get(key)
     if value in (None, ""):
         if required:
@@ -99,17 +107,23 @@ def _decimal(errors: list[FieldError], data: dict, key: str, path: str, *, requi
         errors.append(FieldError(path, "must be a finite number"))
         return None
     if d < min_value:
-        errors.append(FieldError(path, "must not be negative" if min_value == 0 else f"must be at least {min_value}"))
+        errors.append(
+            FieldError(path, "must not be negative" if min_value == 0 else f"must be at least {min_value}")
+        )
         return None
     return d
 
 
-def validate_identity(errors: list[FieldError], *, kind: str, id_type: str, id_number: str, prefix: str = "") -> None:
+def validate_identity(
+    errors: list[FieldError], *, kind: str, id_type: str, id_number: str, prefix: str = ""
+) -> None:
     p = f"{prefix}id_number"
     if kind == Customer.Kind.INDIVIDUAL and id_type == Customer.IdType.CREDIT_CODE:
         errors.append(FieldError(f"{prefix}id_type", "an individual identifies with a personal document"))
     if kind == Customer.Kind.ORGANISATION and id_type == Customer.IdType.RESIDENT_ID:
-        errors.append(FieldError(f"{prefix}id_type", "an organisation identifies with its unified social credit code"))
+        errors.append(
+            FieldError(f"{prefix}id_type", "an organisation identifies with its unified social credit code")
+        )
     if not id_number:
         return
     if id_type == Customer.IdType.RESIDENT_ID:
@@ -146,8 +160,13 @@ def _address_fields(errors: list[FieldError], data: Any, path: str) -> dict[str,
     postcode = _text(errors, data, "postcode", f"{path}.postcode", required=False, max_length=6)
     if postcode and not postcode.isdigit():
         errors.append(FieldError(f"{path}.postcode", "a postcode is 6 digits"))
-    return {"region": region, "street": street, "detail": detail, "postcode": postcode,
-            "full_text": f"{region}{street}{detail}"}
+    return {
+        "region": region,
+        "street": street,
+        "detail": detail,
+        "postcode": postcode,
+        "full_text": f"{region}{street}{detail}",
+    }
 
 
 # --- customers ----------------------------------------------------------------------------------
@@ -166,8 +185,10 @@ def create_customer(*, actor: User | None, org: Org, data: dict[str, Any], opene
     contact_name = _text(errors, data, "contact_name", "contact_name", required=False, max_length=50)
     industry_code = _text(errors, data, "industry_code", "industry_code", required=False, max_length=10)
     customer_no = _text(errors, data, "customer_no", "customer_no", required=False, max_length=16)
-    payment_method = _choice(errors, data, "payment_method", "payment_method", Account.PaymentMethod,
-                             required=False) or Account.PaymentMethod.COUNTER
+    payment_method = (
+        _choice(errors, data, "payment_method", "payment_method", Account.PaymentMethod, required=False)
+        or Account.PaymentMethod.COUNTER
+    )
     bank_name = _text(errors, data, "bank_name", "bank_name", required=False, max_length=60)
     bank_account = _text(errors, data, "bank_account", "bank_account", required=False, max_length=30)
     if kind and id_type:
@@ -191,8 +212,15 @@ def create_customer(*, actor: User | None, org: Org, data: dict[str, Any], opene
     with transaction.atomic():
         number = customer_no or next_number("customer")
         customer = Customer(
-            org=org, customer_no=number, kind=kind, name=name, id_type=id_type, contact_name=contact_name,
-            industry_code=industry_code, opened_on=opened_on, **_identity_fields(id_number, phone),
+            org=org,
+            customer_no=number,
+            kind=kind,
+            name=name,
+            id_type=id_type,
+            contact_name=contact_name,
+            industry_code=industry_code,
+            opened_on=opened_on,
+            **_identity_fields(id_number, phone),
         )
         customer._history_user = actor
         customer.save()
@@ -201,22 +229,32 @@ def create_customer(*, actor: User | None, org: Org, data: dict[str, Any], opene
         addr.save()
         c = cipher()
         account = Account(
-            org=org, customer=customer, account_no=next_number("account"), name=name,
-            payment_method=payment_method, bank_name=bank_name,
+            org=org,
+            customer=customer,
+            account_no=next_number("account"),
+            name=name,
+            payment_method=payment_method,
+            bank_name=bank_name,
             bank_account_enc=c.encrypt(bank_account.replace(" ", "")),
             bank_account_mask=rules.mask_id_number(bank_account.replace(" ", "")) if bank_account else "",
         )
         account._history_user = actor
         account.save()
-        audit.record(actor=actor, action="customer.create", target=customer,
-                     after={**audit.snapshot(customer), "address": address, "account_no": account.account_no})
+        audit.record(
+            actor=actor,
+            action="customer.create",
+            target=customer,
+            after={**audit.snapshot(customer), "address": address, "account_no": account.account_no},
+        )
     return customer
 
 
 EDITABLE_CUSTOMER_FIELDS = ("name", "phone", "contact_name", "industry_code", "id_type", "id_number")
 
 
-def update_customer(*, actor: User | None, customer: Customer, changes: dict[str, Any], reason: str = "") -> Customer:
+def update_customer(
+    *, actor: User | None, customer: Customer, changes: dict[str, Any], reason: str = ""
+) -> Customer:
     unknown = sorted(set(changes) - set(EDITABLE_CUSTOMER_FIELDS))
     errors: list[FieldError] = [FieldError(k, "cannot be changed here") for k in unknown]
     if customer.status == Customer.Status.CLOSED:
@@ -225,10 +263,13 @@ def update_customer(*, actor: User | None, customer: Customer, changes: dict[str
     if "name" in changes:
         updates["name"] = _text(errors, changes, "name", "name", required=True, max_length=100)
     if "contact_name" in changes:
-        updates["contact_name"] = _text(errors, changes, "contact_name", "contact_name", required=False, max_length=50)
+        updates["contact_name"] = _text(
+            errors, changes, "contact_name", "contact_name", required=False, max_length=50
+        )
     if "industry_code" in changes:
-        updates["industry_code"] = _text(errors, changes, "industry_code", "industry_code", required=False,
-                                         max_length=10)
+        updates["industry_code"] = _text(
+            errors, changes, "industry_code", "industry_code", required=False, max_length=10
+        )
     phone = None
     if "phone" in changes:
         phone = _text(errors, changes, "phone", "phone", required=True, max_length=20)
@@ -236,7 +277,9 @@ def update_customer(*, actor: User | None, customer: Customer, changes: dict[str
             errors.append(FieldError("phone", r))
     id_number = None
     if "id_number" in changes or "id_type" in changes:
-        id_type = _choice(errors, {**{"id_type": customer.id_type}, **changes}, "id_type", "id_type", Customer.IdType)
+        id_type = _choice(
+            errors, {**{"id_type": customer.id_type}, **changes}, "id_type", "id_type", Customer.IdType
+        )
         id_number = _text(errors, changes, "id_number", "id_number", required=True, max_length=30)
         if id_type:
             validate_identity(errors, kind=customer.kind, id_type=id_type, id_number=id_number)
@@ -249,11 +292,16 @@ def update_customer(*, actor: User | None, customer: Customer, changes: dict[str
         c = cipher()
         if phone is not None:
             ph = rules.normalise_phone(phone)
-            updates.update(phone_enc=c.encrypt(ph), phone_index=c.blind_index(ph), phone_mask=rules.mask_phone(ph))
+            updates.update(
+                phone_enc=c.encrypt(ph), phone_index=c.blind_index(ph), phone_mask=rules.mask_phone(ph)
+            )
         if id_number is not None:
             idn = id_number.upper()
-            updates.update(id_number_enc=c.encrypt(idn), id_number_index=c.blind_index(idn),
-                           id_number_mask=rules.mask_id_number(idn))
+            updates.update(
+                id_number_enc=c.encrypt(idn),
+                id_number_index=c.blind_index(idn),
+                id_number_mask=rules.mask_id_number(idn),
+            )
         for k, v in updates.items():
             setattr(locked, k, v)
         locked._history_user = actor
@@ -288,24 +336,40 @@ def add_metering_point(*, actor: User | None, customer: Customer, data: dict[str
     book = _text(errors, data, "reading_book_code", "reading_book_code", required=False, max_length=20)
     capacity = _decimal(errors, data, "contract_capacity_kva", "contract_capacity_kva", required=True)
     demand = _decimal(errors, data, "contract_demand_kw", "contract_demand_kw", required=False)
-    pf_standard = _choice(errors, data, "pf_standard", "pf_standard", MeteringPoint.PfStandard, required=False)
-    mode = _choice(errors, data, "basic_charge_mode", "basic_charge_mode", MeteringPoint.BasicChargeMode,
-                   required=False)
-    position = _choice(errors, data, "position", "position", MeteringPoint.Position, required=False) or "boundary"
+    pf_standard = _choice(
+        errors, data, "pf_standard", "pf_standard", MeteringPoint.PfStandard, required=False
+    )
+    mode = _choice(
+        errors, data, "basic_charge_mode", "basic_charge_mode", MeteringPoint.BasicChargeMode, required=False
+    )
+    position = (
+        _choice(errors, data, "position", "position", MeteringPoint.Position, required=False) or "boundary"
+    )
     persons = data.get("tier_persons", 0)
     if not isinstance(persons, int) or isinstance(persons, bool) or not 0 <= persons <= 99:
         errors.append(FieldError("tier_persons", "must be a whole number from 0 to 99"))
         persons = 0
-    if capacity is not None and usage_category and voltage_level:
-        if r := rules.check_capacity(usage_category=usage_category, voltage_level=voltage_level,
-                                     capacity_kva=capacity):
-            errors.append(FieldError("contract_capacity_kva", r))
+    if (
+        capacity is not None
+        and usage_category
+        and voltage_level
+        and (
+            r := rules.check_capacity(
+                usage_category=usage_category, voltage_level=voltage_level, capacity_kva=capacity
+            )
+        )
+    ):
+        errors.append(FieldError("contract_capacity_kva", r))
     if mode == MeteringPoint.BasicChargeMode.DEMAND_CONTRACT:
         if demand is None:
             errors.append(FieldError("contract_demand_kw", "is required for billing by contract demand"))
         elif capacity and demand < capacity * Decimal("0.40"):
-            errors.append(FieldError("contract_demand_kw",
-                                     f"must be at least 40 % of the capacity ({capacity * Decimal('0.40')} kW)"))
+            errors.append(
+                FieldError(
+                    "contract_demand_kw",
+                    f"must be at least 40 % of the capacity ({capacity * Decimal('0.40')} kW)",
+                )
+            )
     if mode and usage_category == UsageCategory.RESIDENTIAL:
         errors.append(FieldError("basic_charge_mode", "residential supply has no basic charge"))
     address = customer.addresses.order_by("pk").first()
@@ -318,12 +382,25 @@ def add_metering_point(*, actor: User | None, customer: Customer, data: dict[str
         raise InvalidInput(errors)
     with transaction.atomic():
         point = MeteringPoint(
-            org=customer.org, customer=customer, account=account, address=address,
-            point_no=next_number("point"), name=name or customer.name, usage_category=usage_category,
-            voltage_level=voltage_level, tariff_code=tariff_code, reading_book_code=book,
-            contract_capacity_kva=capacity, operating_capacity_kva=capacity, contract_demand_kw=demand,
-            pf_standard=pf_standard, basic_charge_mode=mode, position=position, tier_persons=persons,
-            tou=bool(data.get("tou", False)), prepaid=bool(data.get("prepaid", False)),
+            org=customer.org,
+            customer=customer,
+            account=account,
+            address=address,
+            point_no=next_number("point"),
+            name=name or customer.name,
+            usage_category=usage_category,
+            voltage_level=voltage_level,
+            tariff_code=tariff_code,
+            reading_book_code=book,
+            contract_capacity_kva=capacity,
+            operating_capacity_kva=capacity,
+            contract_demand_kw=demand,
+            pf_standard=pf_standard,
+            basic_charge_mode=mode,
+            position=position,
+            tier_persons=persons,
+            tou=bool(data.get("tou", False)),
+            prepaid=bool(data.get("prepaid", False)),
         )
         point._history_user = actor
         point.save()
@@ -331,7 +408,9 @@ def add_metering_point(*, actor: User | None, customer: Customer, data: dict[str
     return point
 
 
-def set_multiplier(*, actor: User | None, point: MeteringPoint, multiplier: Decimal, reason: str) -> MeteringPoint:
+def set_multiplier(
+    *, actor: User | None, point: MeteringPoint, multiplier: Decimal, reason: str
+) -> MeteringPoint:
     """Called by the metering installation service when CT/PT change."""
     if multiplier <= 0:
         raise InvalidInput([FieldError("multiplier", "must be greater than 0")])
@@ -342,8 +421,14 @@ def set_multiplier(*, actor: User | None, point: MeteringPoint, multiplier: Deci
         locked._history_user = actor
         locked._change_reason = reason
         locked.save()
-        audit.record(actor=actor, action="metering_point.multiplier", target=locked, before=before,
-                     after={"multiplier": str(multiplier)}, reason=reason)
+        audit.record(
+            actor=actor,
+            action="metering_point.multiplier",
+            target=locked,
+            before=before,
+            after={"multiplier": str(multiplier)},
+            reason=reason,
+        )
     return locked
 
 
@@ -351,7 +436,10 @@ def set_multiplier(*, actor: User | None, point: MeteringPoint, multiplier: Deci
 CONTRACT_TRANSITIONS = {
     "sign": ({SupplyContract.State.DRAFT}, SupplyContract.State.SIGNED),
     "make_effective": ({SupplyContract.State.SIGNED}, SupplyContract.State.EFFECTIVE),
-    "terminate": ({SupplyContract.State.SIGNED, SupplyContract.State.EFFECTIVE}, SupplyContract.State.TERMINATED),
+    "terminate": (
+        {SupplyContract.State.SIGNED, SupplyContract.State.EFFECTIVE},
+        SupplyContract.State.TERMINATED,
+    ),
 }
 
 
@@ -371,24 +459,32 @@ def create_contract(*, actor: User | None, customer: Customer, data: dict[str, A
     if errors:
         raise InvalidInput(errors)
     with transaction.atomic():
-        contract = SupplyContract(org=customer.org, customer=customer, contract_no=next_number("contract"),
-                                  contract_type=contract_type, capacity_kva=capacity, expires_on=expires_on)
+        contract = SupplyContract(
+            org=customer.org,
+            customer=customer,
+            contract_no=next_number("contract"),
+            contract_type=contract_type,
+            capacity_kva=capacity,
+            expires_on=expires_on,
+        )
         contract._history_user = actor
         contract.save()
         audit.record(actor=actor, action="contract.create", target=contract, after=audit.snapshot(contract))
     return contract
 
 
-def change_contract_state(*, actor: User | None, contract: SupplyContract, transition: str, on: date,
-                          reason: str = "") -> SupplyContract:
+def change_contract_state(
+    *, actor: User | None, contract: SupplyContract, transition: str, on: date, reason: str = ""
+) -> SupplyContract:
     if transition not in CONTRACT_TRANSITIONS:
         raise UnableToChangeContract([FieldError("transition", f"unknown transition {transition!r}")])
     allowed, target = CONTRACT_TRANSITIONS[transition]
     with transaction.atomic():
         locked = SupplyContract.objects.select_for_update().get(pk=contract.pk)
         if locked.state not in allowed:
-            raise UnableToChangeContract([FieldError(
-                "state", f"contract {locked.contract_no} is {locked.state}; cannot {transition}")])
+            raise UnableToChangeContract(
+                [FieldError("state", f"contract {locked.contract_no} is {locked.state}; cannot {transition}")]
+            )
         before = locked.state
         locked.state = target
         if transition == "sign":
@@ -400,14 +496,23 @@ def change_contract_state(*, actor: User | None, contract: SupplyContract, trans
         locked._history_user = actor
         locked._change_reason = reason
         locked.save()
-        audit.record(actor=actor, action=f"contract.{transition}", target=locked, before={"state": before},
-                     after={"state": target}, reason=reason)
+        audit.record(
+            actor=actor,
+            action=f"contract.{transition}",
+            target=locked,
+            before={"state": before},
+            after={"state": target},
+            reason=reason,
+        )
     return locked
 
 
 def contract_display_state(contract: SupplyContract, *, today: date, warn_days: int = 60) -> str:
     """'expiring' is derived: an effective contract within `warn_days` of its expiry."""
-    if (contract.state == SupplyContract.State.EFFECTIVE and contract.expires_on
-            and (contract.expires_on - today).days <= warn_days):
+    if (
+        contract.state == SupplyContract.State.EFFECTIVE
+        and contract.expires_on
+        and (contract.expires_on - today).days <= warn_days
+    ):
         return "expiring"
     return contract.state

@@ -36,8 +36,15 @@ def _org_out(org: Org, parent_ids: dict[str, int] | None = None) -> dict:
         parent_id = (parent_ids or {}).get(parent_path)
         if parent_id is None:
             parent_id = Org.objects.filter(path=parent_path).values_list("pk", flat=True).first()
-    return {"id": org.pk, "code": org.code, "name": org.name, "level": org.level, "path": org.path,
-            "depth": org.depth, "parent_id": parent_id}
+    return {
+        "id": org.pk,
+        "code": org.code,
+        "name": org.name,
+        "level": org.level,
+        "path": org.path,
+        "depth": org.depth,
+        "parent_id": parent_id,
+    }
 
 
 @router.get("/me", response=MeOut, summary="The signed-in user, roles and data scope")

@@ -42,8 +42,11 @@ def snapshot(instance: models.Model, fields: list[str] | None = None) -> dict[st
     return out
 
 
+BOOKKEEPING_FIELDS = {"updated_at", "created_at"}
+
+
 def diff(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    keys = [k for k in after if before.get(k) != after.get(k)]
+    keys = [k for k in after if before.get(k) != after.get(k) and k not in BOOKKEEPING_FIELDS]
     return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
 
 
@@ -63,10 +66,7 @@ def record(
     if target is not None:
         target_type = target_type or target._meta.label_lower
         target_id = target_id or str(target.pk)
-        if org is None and hasattr(target, "org_id"):
-            org_id = target.org_id
-        else:
-            org_id = org.pk if org else None
+        org_id = target.org_id if org is None and hasattr(target, "org_id") else (org.pk if org else None)
     else:
         org_id = org.pk if org else None
     return AuditLog.objects.create(

@@ -101,6 +101,9 @@ class DataScopeGrant(models.Model):
         verbose_name_plural = _("数据权限")
         constraints = [models.UniqueConstraint(fields=["user", "org"], name="uniq_scope_grant")]
 
+    def __str__(self) -> str:
+        return f"{self.user_id} → {self.org_id}"
+
 
 class ApiToken(models.Model):
     """Bearer token for the API; only the SHA-256 of the secret is stored."""
@@ -113,6 +116,9 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"
 
 
 class AuditLog(models.Model):
@@ -135,3 +141,6 @@ class AuditLog(models.Model):
         verbose_name_plural = _("审计日志")
         indexes = [models.Index(fields=["target_type", "target_id"])]
         ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_name} {self.action} {self.target_type}#{self.target_id}"

@@ -16,7 +16,13 @@ from mmis.common.errors import FieldError, InvalidInput
 from mmis.org import audit
 from mmis.org.models import ApiToken, DataScopeGrant, Org, Role, User
 
-LEVEL_ORDER = [Org.Level.PROVINCE, Org.Level.CITY, Org.Level.COUNTY, Org.Level.STATION, Org.Level.SERVICE_HALL]
+LEVEL_ORDER = [
+    Org.Level.PROVINCE,
+    Org.Level.CITY,
+    Org.Level.COUNTY,
+    Org.Level.STATION,
+    Org.Level.SERVICE_HALL,
+]
 
 
 class UnableToCreateOrg(InvalidInput):
@@ -41,9 +47,11 @@ def create_org(*, parent: Org | None, code: str, name: str, level: str, actor: U
         raise UnableToCreateOrg(errors)
     with transaction.atomic():
         if parent is None:
-            org = Org.add_root(code=code, name=name, level=level)
+            org = Org.objects.add_root(create_kwargs={"code": code, "name": name, "level": level})
         else:
-            org = Org.objects.get(pk=parent.pk).add_child(code=code, name=name, level=level)
+            org = Org.objects.add_child(
+                Org.objects.get(pk=parent.pk), create_kwargs={"code": code, "name": name, "level": level}
+            )
         audit.record(actor=actor, action="org.create", target=org, org=org, after=audit.snapshot(org))
     return org
 
@@ -95,15 +103,21 @@ def create_user(
             action="user.create",
             target=user,
             org=org,
-            after={"username": username, "org": org.code, "roles": roles,
-                   "scope": [o.code for o in (scope_orgs if scope_orgs is not None else [org])]},
+            after={
+                "username": username,
+                "org": org.code,
+                "roles": roles,
+                "scope": [o.code for o in (scope_orgs if scope_orgs is not None else [org])],
+            },
         )
     return user
 
 
 def grant_scope(*, user: User, org: Org, actor: User) -> DataScopeGrant:
     with transaction.atomic():
-        grant, created = DataScopeGrant.objects.get_or_create(user=user, org=org, defaults={"granted_by": actor})
+        grant, created = DataScopeGrant.objects.get_or_create(
+            user=user, org=org, defaults={"granted_by": actor}
+        )
         if created:
             audit.record(actor=actor, action="scope.grant", target=user, org=org, after={"org": org.code})
     return grant
@@ -124,20 +138,28 @@ def set_roles(*, user: User, roles: list[str], actor: User) -> None:
         before = sorted(user.roles.values_list("code", flat=True))
         rows = ensure_roles()
         user.roles.set([rows[r] for r in roles])
-        audit.record(actor=actor, action="user.roles", target=user, before={"roles": before},
-                     after={"roles": sorted(roles)})
+        audit.record(
+            actor=actor,
+            action="user.roles",
+            target=user,
+            before={"roles": before},
+            after={"roles": sorted(roles)},
+        )
 
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def issue_api_token(*, user: User, name: str, actor: User | None = None, expires_at: datetime | None = None) -> str:
+def issue_api_token(
+    *, user: User, name: str, actor: User | None = None, expires_at: datetime | None = None
+) -> str:
     """Returns the token text once; only its hash is kept."""
     secret = "mmis_" + secrets.token_urlsafe(32)
     with transaction.atomic():
-        ApiToken.objects.create(user=user, name=name, prefix=secret[:12], secret_hash=_hash(secret),
-                                expires_at=expires_at)
+        ApiToken.objects.create(
+            user=user, name=name, prefix=secret[:12], secret_hash=_hash(secret), expires_at=expires_at
+        )
         audit.record(actor=actor or user, action="token.issue", target=user, after={"name": name})
     return secret
 
@@ -145,7 +167,9 @@ def issue_api_token(*, user: User, name: str, actor: User | None = None, expires
 def user_for_token(secret: str, *, at: datetime | None = None) -> User | None:
     at = at or timezone.now()
     token = (
-        ApiToken.objects.select_related("user").filter(secret_hash=_hash(secret), revoked_at__isnull=True).first()
+        ApiToken.objects.select_related("user")
+        .filter(secret_hash=_hash(secret), revoked_at__isnull=True)
+        .first()
     )
     if token is None or (token.expires_at and token.expires_at <= at) or not token.user.is_active:
         return None
