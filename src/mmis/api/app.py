@@ -101,13 +101,32 @@ def on_http_error(request, exc: HttpError):
     return _errors(request, exc.status_code, [{"path": "", "message": str(exc)}])
 
 
+OPTIONAL_APPS = [
+    "workflow",
+    "assets",
+    "readings",
+    "tariffs",
+    "accounts",
+    "billing",
+    "services",
+    "service_desk",
+    "inspection",
+    "losses",
+    "control",
+    "analytics",
+    "portal",
+]
+
+
 def _register() -> None:
     from mmis.customers.api import router as customers_router
     from mmis.org.api import router as org_router
 
     api.add_router("/", org_router)
     api.add_router("/", customers_router)
-    for module, prefix in (("mmis.tariffs.api", "/tariffs"),):
+    # Each app with an `api` module exposing `router` is mounted here; paths inside the router are
+    # absolute below /api/v1/ (e.g. "/tariffs", "/bills/{id}").
+    for module, prefix in [(f"mmis.{app}.api", "/") for app in OPTIONAL_APPS]:
         try:
             router = __import__(module, fromlist=["router"]).router
         except ModuleNotFoundError as exc:
