@@ -22,10 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from mmis.common.periods import Period  # noqa: E402
-from mmis.rating.engine import rate  # noqa: E402
-from mmis.rating.tariff import TOU_PERIODS, Tariff, Usage, parse_tariff  # noqa: E402
-from mmis.rating.vector import UsageBatch, rate_batch  # noqa: E402
+from mmis.common.periods import Period
+from mmis.rating.engine import rate
+from mmis.rating.tariff import TOU_PERIODS, Tariff, Usage, parse_tariff
+from mmis.rating.vector import UsageBatch, rate_batch
 
 Q = 10_000
 MARCH = Period(date(2026, 3, 1), date(2026, 4, 1))
