@@ -56,12 +56,16 @@ def _handle_one(element: Any, handler: Handler) -> dict:
     return handler(element)
 
 
-def run(argv: list[str], handler: Handler, *, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
+def run(
+    argv: list[str], handler: Handler, *, stdin: TextIO | None = None, stdout: TextIO | None = None
+) -> int:
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     try:
         if len(argv) > 1:
-            raise InvalidInput([FieldError("", "give at most one input FILE (or none to read standard input)")])
+            raise InvalidInput(
+                [FieldError("", "give at most one input FILE (or none to read standard input)")]
+            )
         if argv and argv[0] != "-":
             try:
                 with open(argv[0], encoding="utf-8") as fh:
