@@ -13,8 +13,12 @@ from mmis.customers.models import Account, Customer
 class BootstrapMixin:
     """Bootstrap classes on every widget, `is-invalid` on the fields with errors."""
 
+    # required by the service (the form itself accepts blanks so the service can say why)
+    service_required: tuple[str, ...] = ()
+
     def _style(self) -> None:
         for name, field in self.fields.items():
+            field.mmis_required = name in self.service_required
             widget = field.widget
             is_select = isinstance(widget, forms.Select)
             css = ["form-select form-select-sm" if is_select else "form-control form-control-sm"]
@@ -32,6 +36,16 @@ def _blank(choices) -> list[tuple[str, str]]:
 
 
 class CustomerCreateForm(BootstrapMixin, forms.Form):
+    service_required = (
+        "org",
+        "kind",
+        "name",
+        "id_type",
+        "id_number",
+        "phone",
+        "address_region",
+        "address_detail",
+    )
     org = forms.ChoiceField(label=_("供电单位"), required=False)
     kind = forms.ChoiceField(label=_("客户类型"), required=False, choices=_blank(Customer.Kind.choices))
     name = forms.CharField(label=_("户名"), required=False, max_length=200)
@@ -82,6 +96,7 @@ class CustomerCreateForm(BootstrapMixin, forms.Form):
 
 
 class CustomerEditForm(BootstrapMixin, forms.Form):
+    service_required = ("name",)
     name = forms.CharField(label=_("户名"), required=False, max_length=200)
     contact_name = forms.CharField(label=_("联系人"), required=False, max_length=100)
     industry_code = forms.CharField(label=_("行业分类"), required=False, max_length=20)

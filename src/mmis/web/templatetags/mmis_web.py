@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+
 from django import template
-from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import get_language, gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
 
 register = template.Library()
@@ -72,3 +74,78 @@ HISTORY_KINDS = (gettext_noop("新建"), gettext_noop("修改"), gettext_noop("�
 def translated(text: str) -> str:
     """gettext on a value computed outside the template (e.g. the timeline's 新建/修改/删除)."""
     return gettext(str(text)) if text else text
+
+
+ACTION_LABELS = {
+    "customer.create": _("客户建档"),
+    "customer.update": _("修改客户档案"),
+    "customer.reveal_identity": _("查看完整证件号/电话"),
+    "metering_point.create": _("新增计量点"),
+    "metering_point.multiplier": _("变更综合倍率"),
+    "contract.create": _("新建合同"),
+    "contract.sign": _("合同签订"),
+    "contract.make_effective": _("合同生效"),
+    "contract.terminate": _("合同终止"),
+    "meter.register": _("电能表入库"),
+    "meter.install": _("装表"),
+    "meter.remove": _("拆表"),
+    "transformer.register": _("互感器入库"),
+    "org.create": _("新建组织"),
+    "user.create": _("新建用户"),
+    "user.roles": _("变更角色"),
+    "scope.grant": _("授予数据权限"),
+    "scope.revoke": _("收回数据权限"),
+    "token.issue": _("签发 API 令牌"),
+}
+
+
+@register.filter
+def action_label(code: str) -> str:
+    """A readable name of an audit action code; unknown codes are shown as they are."""
+    return str(ACTION_LABELS.get(code, code))
+
+
+@register.simple_tag
+def active_nav_url(items, path: str) -> str:
+    """The one navigation entry to highlight: the longest url that prefixes the current path."""
+    best = ""
+    for item in items or []:
+        url = item["url"]
+        if (path == url or (url != "/" and path.startswith(url))) and len(url) > len(best):
+            best = url
+    return best
+
+
+@functools.lru_cache(maxsize=8)
+def _choice_labels_for(language: str) -> dict[tuple[str, str], dict]:
+    """(model verbose name, field verbose name) → {code: label}, in `language` (the active one)."""
+    from django.apps import apps
+
+    out: dict[tuple[str, str], dict] = {}
+    for label in ("customers", "assets"):
+        try:
+            models = apps.get_app_config(label).get_models()
+        except LookupError:
+            continue
+        for model in models:
+            for f in model._meta.concrete_fields:
+                if f.choices:
+                    out[(str(model._meta.verbose_name), str(f.verbose_name))] = dict(f.flatchoices)
+    return out
+
+
+@register.simple_tag
+def history_value(what, field: str, value):
+    """A timeline value as the user reads it: the label of a code, dates as YYYY-MM-DD."""
+    from datetime import date, datetime
+
+    if value in (None, ""):
+        return "—"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, date):
+        return value.isoformat()
+    labels = _choice_labels_for(get_language()).get((str(what), str(field)))
+    if labels and value in labels:
+        return str(labels[value])
+    return value
