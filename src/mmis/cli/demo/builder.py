@@ -27,20 +27,47 @@ class Step:
 
 
 def build_customers(ctx: DemoContext) -> None:
-    from tqdm import tqdm
-
-    from mmis.assets.models import InstrumentTransformer, Meter
-    from mmis.cli.demo.customers import CHUNK, Bases, CustomerGenerator
-    from mmis.cli.demo.loader import Loader, history_model
-    from mmis.customers.models import Account, Customer, MeteringPoint, ServiceAddress, SupplyContract
-    from mmis.customers.services import reserve_numbers
+    from mmis.cli.demo.loader import Loader
 
     n = ctx.customers
     if n <= 0:
         return
+    # history rows go over a second connection unless we are inside someone's transaction (tests)
+    loader = Loader(pipelined=True, parallel=not connection.in_atomic_block)
+    try:
+        _load_customers(ctx, loader, n)
+    except BaseException:
+        loader.rollback_side()
+        raise
+    if loader.parallel:
+        loader.commit_side()
+        from mmis.assets.models import InstrumentTransformer, Meter
+        from mmis.cli.demo.loader import history_model
+        from mmis.customers.models import Account, Customer, MeteringPoint, ServiceAddress, SupplyContract
+
+        models = [
+            Customer,
+            ServiceAddress,
+            Account,
+            MeteringPoint,
+            SupplyContract,
+            Meter,
+            InstrumentTransformer,
+        ]
+        loader.fix_sequences(models + [history_model(m) for m in models])
+
+
+def _load_customers(ctx: DemoContext, loader, n: int) -> None:
+    from tqdm import tqdm
+
+    from mmis.assets.models import InstrumentTransformer, Meter
+    from mmis.cli.demo.customers import CHUNK, Bases, CustomerGenerator
+    from mmis.cli.demo.loader import history_model
+    from mmis.customers.models import Account, Customer, MeteringPoint, ServiceAddress, SupplyContract
+    from mmis.customers.services import reserve_numbers
+
     report = ctx.report("customers")
     with transaction.atomic():
-        loader = Loader(pipelined=True)
         if loader.vendor == "postgresql":
             with connection.cursor() as cur:
                 cur.execute("SET LOCAL synchronous_commit TO OFF")
@@ -66,17 +93,22 @@ def build_customers(ctx: DemoContext) -> None:
         )
         gen = CustomerGenerator(ctx, loader, bases)
         gen_s = 0.0
-        with tqdm(total=n, unit=" customers", disable=not ctx.progress, smoothing=0.1) as bar:
-            for chunk_no, i0 in enumerate(range(0, n, CHUNK)):
-                i1 = min(n, i0 + CHUNK)
-                t0 = time.perf_counter()
-                batch = gen.chunk(chunk_no, i0, i1)
-                gen_s += time.perf_counter() - t0
-                loader.submit(batch)
-                bar.update(i1 - i0)
-            loader.finish()
-        all_models = [*models.values(), InstrumentTransformer]
-        loader.fix_sequences(all_models + [history_model(m) for m in all_models])
+        done = False
+        try:
+            with tqdm(total=n, unit=" customers", disable=not ctx.progress, smoothing=0.1) as bar:
+                for chunk_no, i0 in enumerate(range(0, n, CHUNK)):
+                    i1 = min(n, i0 + CHUNK)
+                    t0 = time.perf_counter()
+                    batch = gen.chunk(chunk_no, i0, i1)
+                    gen_s += time.perf_counter() - t0
+                    loader.submit(batch)
+                    bar.update(i1 - i0)
+            done = True
+        finally:
+            loader.finish(raise_errors=done)
+        if not loader.parallel:
+            all_models = [*models.values(), InstrumentTransformer]
+            loader.fix_sequences(all_models + [history_model(m) for m in all_models])
     report.rows.update(loader.rows)
     report.table_seconds.update(loader.seconds)
     report.table_seconds["(generate)"] = gen_s

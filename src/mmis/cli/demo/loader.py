@@ -18,10 +18,19 @@ from collections import defaultdict
 from collections.abc import Sequence
 from decimal import Decimal
 from itertools import repeat
+from typing import NamedTuple
 
 from django.db import connection, models
 
 Column = Sequence[str | None] | str | None
+
+
+class Write(NamedTuple):
+    table: str
+    columns: list[str]
+    payload: str | list  # COPY text on PostgreSQL, parameter rows on SQLite
+    rows: int
+    history: bool
 
 
 class Table:
@@ -61,15 +70,20 @@ def history_model(model: type[models.Model]) -> type[models.Model] | None:
 class Loader:
     """Writes chunks of rows; counts rows and seconds per table."""
 
-    def __init__(self, *, pipelined: bool = True) -> None:
+    def __init__(self, *, pipelined: bool = True, parallel: bool = False) -> None:
         self.vendor = connection.vendor
         self.tables: dict[type[models.Model], Table] = {}
         self.rows: dict[str, int] = defaultdict(int)
         self.seconds: dict[str, float] = defaultdict(float)
-        self._queue: queue.Queue | None = None
-        self._thread: threading.Thread | None = None
+        self._workers: dict[str, tuple[queue.Queue, threading.Thread]] = {}
         self._error: BaseException | None = None
         self._pipelined = pipelined and self.vendor == "postgresql"
+        # History tables have no foreign-key constraints: with `parallel` they are copied on a
+        # second connection (its own transaction, committed by `commit_side` after the main one).
+        # Not inside an outer transaction (tests), whose rows the second connection cannot see.
+        self._parallel = self._pipelined and parallel
+        self._side = None
+        self._lock = threading.Lock()
         # The NULL of a payload: COPY text format spells it \N, executemany takes None.
         self.null = "\\N" if self.vendor == "postgresql" else None
 
@@ -117,16 +131,6 @@ class Loader:
         return self.tables[model]
 
     # --- rows ------------------------------------------------------------------------------
-    def prepare(self, model: type[models.Model], values: dict[str, Column], n: int) -> tuple[Table, list]:
-        table = self.table(model)
-        cols = []
-        for column in table.columns:
-            if column in values:
-                cols.append(self._column(table, column, values[column], n))
-            else:
-                cols.append(repeat(self._constant(table, column), n))
-        return table, cols
-
     def _column(self, table: Table, column: str, col, n: int):
         """A list of n values, or one value (str, or the null) repeated on every row."""
         if col is None or isinstance(col, str):
@@ -139,7 +143,23 @@ class Loader:
         value = table.constant(column)
         return self.null if value is None else value
 
-    def prepare_history(
+    def _columns(self, table: Table, names: list[str], values: dict[str, Column], n: int) -> list:
+        return [
+            self._column(table, c, values[c], n) if c in values else repeat(self._constant(table, c), n)
+            for c in names
+        ]
+
+    def rows(self, model: type[models.Model], values: dict[str, Column], n: int) -> list[Write]:
+        """One table's chunk of rows."""
+        table = self.table(model)
+        cols = self._columns(table, table.columns, values, n)
+        if self.vendor == "postgresql":
+            payload = "\n".join(map("\t".join, zip(*cols, strict=False))) + "\n"
+        else:
+            payload = list(zip(*cols, strict=False))
+        return [Write(table.name, table.columns, payload, n, False)]
+
+    def rows_with_history(
         self,
         model: type[models.Model],
         values: dict[str, Column],
@@ -147,64 +167,108 @@ class Loader:
         *,
         history_ids: Column,
         history_dates: Column,
-    ) -> tuple[Table, list]:
+    ) -> list[Write]:
+        """A table's chunk of rows and their simple-history "+" rows. The columns both tables share
+        are encoded once; each COPY lists its columns in that shared order."""
         hmodel = history_model(model)
         if hmodel is None:
             raise ValueError(f"{model.__name__} has no history")
-        extra = {
+        table, htable = self.table(model), self.table(hmodel)
+        in_history = set(htable.columns)
+        shared = [c for c in table.columns if c in in_history]
+        only_main = [c for c in table.columns if c not in in_history]
+        extra_values = {
             "history_id": history_ids,
             "history_date": history_dates,
-            "history_type": repeat("+", n),
-            "history_change_reason": repeat(self.null, n),
-            "history_user_id": repeat(self.null, n),
+            "history_type": "+",
+            "history_change_reason": self.null,
+            "history_user_id": self.null,
         }
-        table = self.table(hmodel)
-        cols = []
-        for column in table.columns:
-            if column in extra:
-                cols.append(extra[column])
-            elif column in values:
-                cols.append(self._column(table, column, values[column], n))
-            else:
-                cols.append(repeat(self._constant(table, column), n))
-        return table, cols
-
-    def encode(self, table: Table, cols: list) -> bytes | list:
-        """The payload of one write: COPY text on PostgreSQL, parameter rows on SQLite."""
+        only_history = [c for c in htable.columns if c not in set(table.columns)]
+        shared_cols = self._columns(table, shared, values, n)
+        main_cols = self._columns(table, only_main, values, n)
+        hist_cols = [
+            self._column(htable, c, extra_values[c], n)
+            if c in extra_values
+            else repeat(self._constant(htable, c), n)
+            for c in only_history
+        ]
         if self.vendor == "postgresql":
-            return ("\n".join(map("\t".join, zip(*cols, strict=False))) + "\n").encode()
-        return list(zip(*cols, strict=False))
-
-    def submit(self, batch: list[tuple[Table, bytes | list, int]]) -> None:
-        """Write one chunk: a list of (table, payload, row count), in foreign-key order."""
-        if self._pipelined:
-            if self._thread is None:
-                self._start()
-            self._check()
-            self._queue.put(batch)
+            lines = list(map("\t".join, zip(*shared_cols, strict=False)))
+            main_lines = map("\t".join, zip(lines, *main_cols, strict=False)) if main_cols else lines
+            main = "\n".join(main_lines) + "\n"
+            hist = "\n".join(map("\t".join, zip(lines, *hist_cols, strict=False))) + "\n"
         else:
-            self._write(batch)
+            tuples = list(zip(*shared_cols, strict=False))
+            main = (
+                [a + b for a, b in zip(tuples, zip(*main_cols, strict=False), strict=False)]
+                if main_cols
+                else tuples
+            )
+            hist = [a + b for a, b in zip(tuples, zip(*hist_cols, strict=False), strict=False)]
+        return [
+            Write(table.name, shared + only_main, main, n, False),
+            Write(htable.name, shared + only_history, hist, n, True),
+        ]
 
-    def finish(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+    # --- writing ---------------------------------------------------------------------------
+    def submit(self, batch: list[Write]) -> None:
+        """Write one chunk of rows (main tables in foreign-key order)."""
+        if not self._pipelined:
+            self._write(batch)
+            return
         self._check()
+        if not self._workers:
+            connection.ensure_connection()
+            self._start("main", connection.connection)
+            if self._parallel:
+                self._side = connection.get_new_connection(connection.get_connection_params())
+                self._side.execute("SET synchronous_commit TO OFF")
+                self._start("history", self._side)
+        if self._parallel:
+            self._workers["main"][0].put([w for w in batch if not w.history])
+            self._workers["history"][0].put([w for w in batch if w.history])
+        else:
+            self._workers["main"][0].put(batch)
+
+    @property
+    def parallel(self) -> bool:
+        return self._parallel
+
+    def finish(self, *, raise_errors: bool = True) -> None:
+        """Wait for the writers; raise what went wrong in them (unless already failing)."""
+        for q, thread in self._workers.values():
+            q.put(None)
+            thread.join()
+        self._workers = {}
+        if raise_errors:
+            self._check()
+        self._error = None
+
+    def commit_side(self) -> None:
+        """Commit the second connection (after the main transaction committed)."""
+        if self._side is not None:
+            self._side.commit()
+            self._side.close()
+            self._side = None
+
+    def rollback_side(self) -> None:
+        if self._side is not None:
+            self._side.rollback()
+            self._side.close()
+            self._side = None
 
     def _check(self) -> None:
         if self._error is not None:
             err, self._error = self._error, None
             raise RuntimeError("bulk load failed") from err
 
-    def _start(self) -> None:
-        connection.ensure_connection()
-        raw = connection.connection
-        self._queue = queue.Queue(maxsize=2)
+    def _start(self, name: str, raw) -> None:
+        q: queue.Queue = queue.Queue(maxsize=2)
 
         def work() -> None:
             while True:
-                batch = self._queue.get()
+                batch = q.get()
                 if batch is None:
                     return
                 if self._error is not None:
@@ -214,29 +278,33 @@ class Loader:
                 except BaseException as exc:  # reported in the main thread
                     self._error = exc
 
-        self._thread = threading.Thread(target=work, name="demo-copy", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=work, name=f"demo-copy-{name}", daemon=True)
+        thread.start()
+        self._workers[name] = (q, thread)
 
-    def _write(self, batch) -> None:
+    def _write(self, batch: list[Write]) -> None:
         if self.vendor == "postgresql":
             connection.ensure_connection()
             self._copy(connection.connection, batch)
             return
         with connection.cursor() as cur:
-            for table, payload, n in batch:
+            for w in batch:
                 t0 = time.perf_counter()
-                marks = ", ".join(["%s"] * len(table.columns))
-                cols = ", ".join(f'"{c}"' for c in table.columns)
-                cur.executemany(f'INSERT INTO "{table.name}" ({cols}) VALUES ({marks})', payload)
-                self.seconds[table.name] += time.perf_counter() - t0
-                self.rows[table.name] += n
+                marks = ", ".join(["%s"] * len(w.columns))
+                cols = ", ".join(f'"{c}"' for c in w.columns)
+                cur.executemany(f'INSERT INTO "{w.table}" ({cols}) VALUES ({marks})', w.payload)
+                self._count(w, time.perf_counter() - t0)
 
-    def _copy(self, raw, batch) -> None:
+    def _copy(self, raw, batch: list[Write]) -> None:
         with raw.cursor() as cur:
-            for table, payload, n in batch:
+            for w in batch:
                 t0 = time.perf_counter()
-                cols = ", ".join(f'"{c}"' for c in table.columns)
-                with cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as cp:
-                    cp.write(payload)
-                self.seconds[table.name] += time.perf_counter() - t0
-                self.rows[table.name] += n
+                cols = ", ".join(f'"{c}"' for c in w.columns)
+                with cur.copy(f'COPY "{w.table}" ({cols}) FROM STDIN') as cp:
+                    cp.write(w.payload)
+                self._count(w, time.perf_counter() - t0)
+
+    def _count(self, w: Write, seconds: float) -> None:
+        with self._lock:
+            self.seconds[w.table] += seconds
+            self.rows[w.table] += w.rows
