@@ -1,0 +1,497 @@
+"""Reads of the readings app: billing inputs (set-based), daily frozen data, books and plan
+progress, reader routes, the exceptions queue, terminals and commands — always through the
+caller's data scope where a user is given."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from itertools import pairwise
+
+from django.db.models import Count, Q, QuerySet
+
+from mmis.assets.models import Meter
+from mmis.common.errors import InvalidInput, NotFound
+from mmis.common.periods import Period, next_month_start
+from mmis.customers.models import MeteringPoint
+from mmis.org.models import User
+from mmis.org.scope import DataScope
+from mmis.readings import rules
+from mmis.readings.models import (
+    TOU_REGISTERS,
+    BookMembership,
+    DailyFrozenReading,
+    MeterReading,
+    ReadingBook,
+    ReadingException,
+    ReadingPlan,
+    RemoteCommand,
+    Terminal,
+)
+
+READING_FIELDS = ("total", "sharp", "peak", "flat", "valley", "reactive")
+LOOKBACK_DAYS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class BillingReading:
+    """What billing needs of one metering point for one period.
+
+    The end reading is the point's latest billable reading dated inside the period; the start
+    reading is the billable reading before it (so a period runs from one reading date to the next,
+    DOMAIN.md §2.2). `reason` says why a point is not billable: `missing` (no reading in the
+    period), `exception` / `pending_validation` (its reading is held by VEE), `no_start_reading`
+    (first reading of the point), `meter_changed` (start and end are on different meters: bill
+    the replacement from the work order), `invalid_energy` (registers that give no energy).
+    """
+
+    point_id: int
+    billable: bool
+    reason: str | None = None
+    detail: str = ""
+    start_date: date | None = None
+    end_date: date | None = None
+    start: dict[str, Decimal | None] | None = None
+    end: dict[str, Decimal | None] | None = None
+    multiplier: Decimal = Decimal(1)
+    register_digits: int | None = None
+    kwh: Decimal | None = None
+    kwh_by_rate: dict[str, Decimal] | None = None  # sharp/peak/flat/valley for TOU points
+    rollover: bool = False
+    kvarh: Decimal | None = None
+    max_demand_kw: Decimal | None = None
+    estimated: bool = False
+    reading_id: int | None = None
+    start_reading_id: int | None = None
+    tou: bool = False
+
+    @property
+    def days(self) -> int | None:
+        if self.start_date is None or self.end_date is None:
+            return None
+        return (self.end_date - self.start_date).days
+
+
+def _regs(r: dict) -> dict[str, Decimal | None]:
+    return {n: r[n] for n in READING_FIELDS}
+
+
+_ROW_FIELDS = (
+    "pk",
+    "metering_point_id",
+    "meter_id",
+    "reading_date",
+    "status",
+    "source",
+    "max_demand",
+    *READING_FIELDS,
+)
+
+
+def billing_inputs(*, point_ids: Iterable[int], period: Period) -> dict[int, BillingReading]:
+    """Start/end registers, multiplier and billed energy of every point for `period`, in four
+    queries whatever the number of points (points, readings of the period and the lookback
+    window, meters, and the older start readings of the few points that need them)."""
+    ids = sorted(set(point_ids))
+    if not ids:
+        return {}
+    points = {p["pk"]: p for p in MeteringPoint.objects.filter(pk__in=ids).values("pk", "multiplier", "tou")}
+    since = period.start - timedelta(days=LOOKBACK_DAYS)
+    by_point: dict[int, list[dict]] = defaultdict(list)
+    for r in (
+        MeterReading.objects.filter(
+            metering_point_id__in=ids, reading_date__gte=since, reading_date__lt=period.end
+        )
+        .order_by("metering_point_id", "reading_date")
+        .values(*_ROW_FIELDS)
+    ):
+        by_point[r["metering_point_id"]].append(r)
+    ends: dict[int, dict] = {}
+    held: dict[int, dict] = {}
+    for pid, rows in by_point.items():
+        inside = [r for r in rows if r["reading_date"] >= period.start]
+        billable = [r for r in inside if r["status"] in MeterReading.BILLABLE]
+        if billable:
+            ends[pid] = billable[-1]
+        elif inside:
+            held[pid] = inside[-1]
+    starts: dict[int, dict] = {}
+    need_older = []
+    for pid, end in ends.items():
+        before = [
+            r
+            for r in by_point[pid]
+            if r["reading_date"] < end["reading_date"] and r["status"] in MeterReading.BILLABLE
+        ]
+        if before:
+            starts[pid] = before[-1]
+        else:
+            need_older.append(pid)
+    if need_older:
+        for r in (
+            MeterReading.objects.filter(
+                metering_point_id__in=need_older, reading_date__lt=since, status__in=MeterReading.BILLABLE
+            )
+            .order_by("metering_point_id", "reading_date")
+            .values(*_ROW_FIELDS)
+        ):
+            starts[r["metering_point_id"]] = r  # ascending: the last one wins
+    meter_ids = {r["meter_id"] for r in ends.values() if r["meter_id"]}
+    digits = dict(Meter.objects.filter(pk__in=meter_ids).values_list("pk", "register_digits"))
+    out: dict[int, BillingReading] = {}
+    for pid in ids:
+        p = points.get(pid)
+        if p is None:
+            continue
+        mult, tou = p["multiplier"], p["tou"]
+        end = ends.get(pid)
+        if end is None:
+            h = held.get(pid)
+            if h is None:
+                out[pid] = BillingReading(
+                    pid, False, "missing", f"no reading in {period}", multiplier=mult, tou=tou
+                )
+            else:
+                reason = "exception" if h["status"] == MeterReading.Status.EXCEPTION else "pending_validation"
+                out[pid] = BillingReading(
+                    pid,
+                    False,
+                    reason,
+                    f"reading of {h['reading_date']} is {h['status']}",
+                    end_date=h["reading_date"],
+                    end=_regs(h),
+                    multiplier=mult,
+                    reading_id=h["pk"],
+                    tou=tou,
+                )
+            continue
+        start = starts.get(pid)
+        common = {
+            "end_date": end["reading_date"],
+            "end": _regs(end),
+            "multiplier": mult,
+            "register_digits": digits.get(end["meter_id"]),
+            "reading_id": end["pk"],
+            "estimated": end["source"] == MeterReading.Source.ESTIMATE,
+            "tou": tou,
+        }
+        if start is None:
+            out[pid] = BillingReading(pid, False, "no_start_reading", "first reading of the point", **common)
+            continue
+        common.update(start_date=start["reading_date"], start=_regs(start), start_reading_id=start["pk"])
+        if start["meter_id"] and end["meter_id"] and start["meter_id"] != end["meter_id"]:
+            out[pid] = BillingReading(
+                pid, False, "meter_changed", "the meter was replaced in the period", **common
+            )
+            continue
+        d = common["register_digits"]
+        try:
+            total = rules.register_energy(
+                start=start["total"], end=end["total"], multiplier=mult, register_digits=d
+            )
+            by_rate = None
+            if tou and all(start[n] is not None and end[n] is not None for n in TOU_REGISTERS):
+                by_rate = {
+                    n: rules.register_energy(
+                        start=start[n], end=end[n], multiplier=mult, register_digits=d
+                    ).kwh
+                    for n in TOU_REGISTERS
+                }
+            kvarh = None
+            if start["reactive"] is not None and end["reactive"] is not None:
+                kvarh = rules.register_energy(
+                    start=start["reactive"], end=end["reactive"], multiplier=mult, register_digits=d
+                ).kwh
+        except InvalidInput as exc:
+            out[pid] = BillingReading(pid, False, "invalid_energy", str(exc), **common)
+            continue
+        out[pid] = BillingReading(
+            pid,
+            True,
+            kwh=total.kwh,
+            kwh_by_rate=by_rate,
+            rollover=total.rollover,
+            kvarh=kvarh,
+            max_demand_kw=end["max_demand"] * mult if end["max_demand"] is not None else None,
+            **common,
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenDay:
+    day: date
+    meter_id: int
+    total: Decimal
+    sharp: Decimal | None
+    peak: Decimal | None
+    flat: Decimal | None
+    valley: Decimal | None
+    reactive: Decimal | None
+    flags: tuple[str, ...] = ()
+
+
+def daily_frozen(*, point_ids: Iterable[int], start: date, end: date) -> dict[int, list[FrozenDay]]:
+    """Daily frozen registers of the points for days in [start, end), oldest first (one query)."""
+    out: dict[int, list[FrozenDay]] = defaultdict(list)
+    for r in (
+        DailyFrozenReading.objects.filter(metering_point_id__in=list(point_ids), day__gte=start, day__lt=end)
+        .order_by("metering_point_id", "day")
+        .values("metering_point_id", "meter_id", "day", "flags", *READING_FIELDS)
+    ):
+        out[r["metering_point_id"]].append(
+            FrozenDay(
+                r["day"],
+                r["meter_id"],
+                r["total"],
+                r["sharp"],
+                r["peak"],
+                r["flat"],
+                r["valley"],
+                r["reactive"],
+                tuple(x for x in r["flags"].split(",") if x),
+            )
+        )
+    return dict(out)
+
+
+# --- books, plans, routes ------------------------------------------------------------------------
+def books(user: User) -> QuerySet[ReadingBook]:
+    qs = DataScope.for_user(user).filter(ReadingBook.objects.all()).select_related("org", "reader")
+    if user.has_role("meter_reader") and not user.has_role("billing_auditor", "manager", "administrator"):
+        qs = qs.filter(reader=user)
+    return qs
+
+
+def get_book(user: User, pk: int) -> ReadingBook:
+    book = (
+        DataScope.for_user(user)
+        .filter(ReadingBook.objects.select_related("org", "reader"))
+        .filter(pk=pk)
+        .first()
+    )
+    if book is None:
+        raise NotFound(f"reading book {pk} not found")
+    return book
+
+
+@dataclass
+class Progress:
+    total: int = 0
+    read: int = 0
+    valid: int = 0
+    exception: int = 0
+    estimated: int = 0
+    ami: int = 0
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.read / self.total) if self.total else 0
+
+
+def month_range(month: date) -> Period:
+    m = month.replace(day=1)
+    return Period(m, next_month_start(m))
+
+
+def book_progress(book_ids: Sequence[int], month: date) -> dict[int, Progress]:
+    """Per book: points, read this month, and how the readings stand (two queries)."""
+    p = month_range(month)
+    out = {bid: Progress() for bid in book_ids}
+    for row in BookMembership.objects.filter(book_id__in=book_ids).values("book_id").annotate(n=Count("pk")):
+        out[row["book_id"]].total = row["n"]
+    rows = (
+        MeterReading.objects.filter(
+            reading_date__gte=p.start,
+            reading_date__lt=p.end,
+            metering_point__book_membership__book_id__in=book_ids,
+        )
+        .values("metering_point__book_membership__book_id", "status", "source")
+        .annotate(n=Count("pk"))
+    )
+    for row in rows:
+        pr = out[row["metering_point__book_membership__book_id"]]
+        pr.read += row["n"]
+        if row["status"] in (MeterReading.Status.VALID, MeterReading.Status.ACCEPTED):
+            pr.valid += row["n"]
+        elif row["status"] == MeterReading.Status.ESTIMATED:
+            pr.estimated += row["n"]
+        elif row["status"] == MeterReading.Status.EXCEPTION:
+            pr.exception += row["n"]
+        if row["source"] == MeterReading.Source.AMI:
+            pr.ami += row["n"]
+    return out
+
+
+def reader_progress(books_qs: Iterable[ReadingBook], month: date) -> list[dict]:
+    books_list = list(books_qs)
+    prog = book_progress([b.pk for b in books_list], month)
+    by_reader: dict[str, Progress] = defaultdict(Progress)
+    for b in books_list:
+        name = str(b.reader) if b.reader else "—"
+        agg, pr = by_reader[name], prog[b.pk]
+        agg.total += pr.total
+        agg.read += pr.read
+        agg.valid += pr.valid
+        agg.exception += pr.exception
+        agg.estimated += pr.estimated
+        agg.ami += pr.ami
+    return [{"reader": k, "progress": v} for k, v in sorted(by_reader.items())]
+
+
+@dataclass
+class RouteStop:
+    sequence: int
+    point: MeteringPoint
+    meter: Meter | None
+    previous: MeterReading | None
+    typical_kwh: Decimal | None  # mean billed kWh of the last 3 periods
+    current: MeterReading | None
+    open_exceptions: list[ReadingException] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.current is not None and self.current.status != MeterReading.Status.EXCEPTION
+
+    @property
+    def sent_back(self) -> bool:
+        return self.current is not None and self.current.status == MeterReading.Status.EXCEPTION
+
+
+def route(book: ReadingBook, month: date) -> list[RouteStop]:
+    """The reader's route: the book's points in reading order with the previous reading, typical
+    use and this month's reading (a handful of queries for the whole book)."""
+    p = month_range(month)
+    members = list(
+        BookMembership.objects.filter(book=book)
+        .select_related("metering_point", "metering_point__address")
+        .order_by("sequence")
+    )
+    pids = [m.metering_point_id for m in members]
+    meters = {
+        m.metering_point_id: m for m in Meter.objects.filter(metering_point_id__in=pids, state="installed")
+    }
+    history: dict[int, list[MeterReading]] = defaultdict(list)
+    current: dict[int, MeterReading] = {}
+    for r in MeterReading.objects.filter(
+        metering_point_id__in=pids, reading_date__lt=p.end, reading_date__gte=p.start - timedelta(days=130)
+    ).order_by("reading_date"):
+        if r.reading_date >= p.start:
+            current[r.metering_point_id] = r
+        elif r.status in MeterReading.BILLABLE:
+            history[r.metering_point_id].append(r)
+    open_exc: dict[int, list[ReadingException]] = defaultdict(list)
+    for e in ReadingException.objects.filter(metering_point_id__in=pids, state=ReadingException.State.OPEN):
+        open_exc[e.metering_point_id].append(e)
+    stops = []
+    for m in members:
+        h = history.get(m.metering_point_id, [])
+        typical = None
+        if len(h) >= 2:
+            tail = h[-4:]
+            pairs = list(pairwise(tail))
+            deltas = [
+                (b.total - a.total) * m.metering_point.multiplier for a, b in pairs if b.total >= a.total
+            ]
+            if deltas:
+                typical = (sum(deltas, Decimal(0)) / len(deltas)).quantize(Decimal(1))
+        stops.append(
+            RouteStop(
+                m.sequence,
+                m.metering_point,
+                meters.get(m.metering_point_id),
+                h[-1] if h else None,
+                typical,
+                current.get(m.metering_point_id),
+                open_exc.get(m.metering_point_id, []),
+            )
+        )
+    return stops
+
+
+def exceptions(user: User, *, state: str = "open", rule: str = "") -> QuerySet[ReadingException]:
+    qs = DataScope.for_user(user).filter(ReadingException.objects.all())
+    if state:
+        qs = qs.filter(state=state)
+    if rule:
+        qs = qs.filter(rule=rule)
+    return qs.select_related("metering_point", "reading", "decided_by").order_by("created_at", "pk")
+
+
+def get_exception(user: User, pk: int) -> ReadingException:
+    e = exceptions(user, state="").filter(pk=pk).first()
+    if e is None:
+        raise NotFound(f"reading exception {pk} not found")
+    return e
+
+
+def readings(
+    user: User,
+    *,
+    point_id: int | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    status: str = "",
+) -> QuerySet[MeterReading]:
+    qs = DataScope.for_user(user).filter(MeterReading.objects.all())
+    if point_id:
+        qs = qs.filter(metering_point_id=point_id)
+    if since:
+        qs = qs.filter(reading_date__gte=since)
+    if until:
+        qs = qs.filter(reading_date__lt=until)
+    if status:
+        qs = qs.filter(status=status)
+    return qs.select_related("metering_point").order_by("-reading_date", "-pk")
+
+
+def get_reading(user: User, pk: int) -> MeterReading:
+    r = readings(user).filter(pk=pk).first()
+    if r is None:
+        raise NotFound(f"reading {pk} not found")
+    return r
+
+
+def points_in_scope(user: User) -> QuerySet[MeteringPoint]:
+    return DataScope.for_user(user).filter(MeteringPoint.objects.all())
+
+
+def terminals(user: User) -> QuerySet[Terminal]:
+    return (
+        DataScope.for_user(user)
+        .filter(Terminal.objects.all())
+        .select_related("org")
+        .annotate(meter_count=Count("links"))
+        .order_by("code")
+    )
+
+
+def commands(user: User, *, state: str = "") -> QuerySet[RemoteCommand]:
+    qs = (
+        DataScope.for_user(user)
+        .filter(RemoteCommand.objects.all())
+        .select_related("terminal", "meter", "requested_by")
+    )
+    if state:
+        qs = qs.filter(state=state)
+    return qs
+
+
+def plans(user: User, month: date) -> QuerySet[ReadingPlan]:
+    return (
+        DataScope.for_user(user)
+        .filter(ReadingPlan.objects.filter(month=month.replace(day=1)))
+        .select_related("book")
+    )
+
+
+def open_exception_counts(user: User) -> dict[str, int]:
+    rows = exceptions(user).values("rule").annotate(n=Count("pk"))
+    return {r["rule"]: r["n"] for r in rows}
+
+
+def q_search(text: str) -> Q:
+    return Q(metering_point__point_no__icontains=text) | Q(metering_point__name__icontains=text)

@@ -1,0 +1,1231 @@
+"""Use cases of meter reading: books and plans, readings (manual, file, AMI, estimate), validation
+(VEE), the exceptions queue and remote commands. Each function is one transaction, validates
+everything first, writes the audit log and sends its signals after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from itertools import pairwise
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, Max
+
+from mmis.assets.models import AssetState, Meter
+from mmis.common.errors import FieldError, InvalidInput
+from mmis.customers.models import MeteringPoint
+from mmis.org import audit
+from mmis.org.models import Org, User
+from mmis.readings import rules
+from mmis.readings.models import (
+    REGISTERS,
+    TOU_REGISTERS,
+    BookMembership,
+    DailyFrozenReading,
+    MeterReading,
+    ReadingBook,
+    ReadingException,
+    ReadingMethod,
+    ReadingPlan,
+    RemoteCommand,
+    Terminal,
+    TerminalMeter,
+    ValidationSettings,
+)
+from mmis.readings.signals import reading_validated, remote_command_finished
+
+log = logging.getLogger(__name__)
+
+AUDITOR_ROLES = ("billing_auditor", "manager", "administrator")
+BOOK_ADMIN_ROLES = ("manager", "administrator", "billing_auditor")
+READER_ROLES = ("meter_reader", "billing_auditor", "manager", "administrator")
+COMMAND_ROLES = ("manager", "administrator", "billing_auditor", "cashier")
+VALUE_FIELDS = (*REGISTERS, "reactive", "max_demand")
+HISTORY_PERIODS = 3
+
+
+class UnableToManageBook(InvalidInput):
+    pass
+
+
+class UnableToRecordReading(InvalidInput):
+    pass
+
+
+class UnableToDecide(InvalidInput):
+    pass
+
+
+class UnableToEstimate(InvalidInput):
+    pass
+
+
+class UnableToSendCommand(InvalidInput):
+    pass
+
+
+# --- thresholds ----------------------------------------------------------------------------------
+def thresholds_for(org: Org) -> rules.Thresholds:
+    """The VEE thresholds in force at `org`: each field from the nearest node that sets it."""
+    rows = {
+        s.org.path: s
+        for s in ValidationSettings.objects.filter(org__path__in=org.ancestor_paths()).select_related("org")
+    }
+    out = rules.DEFAULT_THRESHOLDS
+    for path in reversed(org.ancestor_paths()):  # root first, nearest last wins
+        s = rows.get(path)
+        if s is not None:
+            out = out.merged({name: getattr(s, name) for name in rules.Thresholds.names()})
+    return out
+
+
+def set_thresholds(
+    *, actor: User | None, org: Org, values: Mapping[str, Any], at: datetime
+) -> ValidationSettings:
+    errors = []
+    clean: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in rules.Thresholds.names():
+            errors.append(FieldError(name, "is not a validation threshold"))
+            continue
+        if value in (None, ""):
+            clean[name] = None
+            continue
+        try:
+            d = Decimal(str(value))
+        except InvalidOperation:
+            errors.append(FieldError(name, "must be a number"))
+            continue
+        if d <= 0 and name not in {"missing_grace_days"}:
+            errors.append(FieldError(name, "must be greater than 0"))
+            continue
+        clean[name] = (
+            int(d) if name in {"zero_use_periods", "max_consecutive_estimates", "missing_grace_days"} else d
+        )
+    if errors:
+        raise InvalidInput(errors)
+    with transaction.atomic():
+        row, _ = ValidationSettings.objects.select_for_update().get_or_create(org=org)
+        before = audit.snapshot(row)
+        for k, v in clean.items():
+            setattr(row, k, v)
+        row.updated_at = at
+        row.save()
+        b, a = audit.diff(before, audit.snapshot(row))
+        audit.record(actor=actor, action="readings.thresholds", target=row, org=org, before=b, after=a, at=at)
+    return row
+
+
+# --- books and plans -----------------------------------------------------------------------------
+def _check_book_fields(
+    errors: list[FieldError], *, org: Org | None, reading_day: Any, reader: User | None, method: str
+) -> None:
+    if org is not None and org.level != Org.Level.STATION:
+        errors.append(FieldError("org", "a reading book belongs to a station (供电所)"))
+    if not isinstance(reading_day, int) or isinstance(reading_day, bool) or not 1 <= reading_day <= 28:
+        errors.append(FieldError("reading_day", "must be a day of month from 1 to 28"))
+    if method not in ReadingMethod.values:
+        errors.append(FieldError("method", f"must be one of {', '.join(ReadingMethod.values)}"))
+    if reader is not None and not reader.has_role("meter_reader"):
+        errors.append(FieldError("reader", f"{reader} is not a meter reader"))
+
+
+def create_book(
+    *,
+    actor: User | None,
+    org: Org,
+    code: str,
+    name: str,
+    reading_day: int,
+    reader: User | None = None,
+    method: str = ReadingMethod.MANUAL,
+    at: datetime,
+) -> ReadingBook:
+    errors: list[FieldError] = []
+    if not code or len(code) > 20:
+        errors.append(FieldError("code", "is required, at most 20 characters"))
+    elif ReadingBook.objects.filter(code=code).exists():
+        errors.append(FieldError("code", f"reading book {code} already exists"))
+    if not name or len(name) > 100:
+        errors.append(FieldError("name", "is required, at most 100 characters"))
+    _check_book_fields(errors, org=org, reading_day=reading_day, reader=reader, method=method)
+    if errors:
+        raise UnableToManageBook(errors)
+    with transaction.atomic():
+        book = ReadingBook.objects.create(
+            code=code, name=name, org=org, reading_day=reading_day, reader=reader, method=method
+        )
+        audit.record(
+            actor=actor, action="reading_book.create", target=book, after=audit.snapshot(book), at=at
+        )
+    return book
+
+
+def update_book(
+    *, actor: User | None, book: ReadingBook, changes: Mapping[str, Any], at: datetime
+) -> ReadingBook:
+    allowed = {"name", "reading_day", "reader", "method", "active"}
+    errors = [FieldError(k, "cannot be changed") for k in changes if k not in allowed]
+    merged = {
+        "reading_day": changes.get("reading_day", book.reading_day),
+        "reader": changes.get("reader", book.reader),
+        "method": changes.get("method", book.method),
+    }
+    _check_book_fields(errors, org=None, **merged)
+    if "name" in changes and not (changes["name"] and len(changes["name"]) <= 100):
+        errors.append(FieldError("name", "is required, at most 100 characters"))
+    if errors:
+        raise UnableToManageBook(errors)
+    with transaction.atomic():
+        book = ReadingBook.objects.select_for_update().get(pk=book.pk)
+        before = audit.snapshot(book)
+        for k, v in changes.items():
+            setattr(book, k, v)
+        book.save()
+        b, a = audit.diff(before, audit.snapshot(book))
+        audit.record(actor=actor, action="reading_book.update", target=book, before=b, after=a, at=at)
+    return book
+
+
+def assign_points(
+    *, actor: User | None, book: ReadingBook, points: Sequence[MeteringPoint], at: datetime
+) -> int:
+    """Append metering points to a book in the given order (moving them from any other book).
+    The customer file's `reading_book_code` placeholder follows."""
+    errors = []
+    book_org_path = book.org.path
+    point_orgs = dict(Org.objects.filter(pk__in={p.org_id for p in points}).values_list("pk", "path"))
+    for i, p in enumerate(points):
+        if not point_orgs[p.org_id].startswith(book_org_path):
+            errors.append(FieldError(f"points[{i}]", f"{p.point_no} is not supplied by {book.org.name}"))
+        if p.status == MeteringPoint.Status.CLOSED:
+            errors.append(FieldError(f"points[{i}]", f"{p.point_no} is closed"))
+    if errors:
+        raise UnableToManageBook(errors)
+    ids = [p.pk for p in points]
+    with transaction.atomic():
+        book = ReadingBook.objects.select_for_update().get(pk=book.pk)
+        moved = list(
+            BookMembership.objects.filter(metering_point_id__in=ids)
+            .exclude(book=book)
+            .values_list("metering_point_id", "book__code")
+        )
+        BookMembership.objects.filter(metering_point_id__in=ids).delete()
+        top = BookMembership.objects.filter(book=book).aggregate(m=Max("sequence"))["m"] or 0
+        BookMembership.objects.bulk_create(
+            [
+                BookMembership(
+                    book=book, metering_point_id=pid, sequence=top + 10 * (i + 1), assigned_on=at.date()
+                )
+                for i, pid in enumerate(ids)
+            ],
+            batch_size=2000,
+        )
+        MeteringPoint.objects.filter(pk__in=ids).update(reading_book_code=book.code)
+        audit.record(
+            actor=actor,
+            action="reading_book.assign",
+            target=book,
+            after={"points": [p.point_no for p in points][:200], "count": len(ids)},
+            before={"moved_from": sorted({code for _, code in moved})} if moved else None,
+            at=at,
+        )
+    return len(ids)
+
+
+def reorder_points(*, actor: User | None, book: ReadingBook, point_ids: Sequence[int], at: datetime) -> None:
+    """Set the reading order of a book: `point_ids` first, in that order, the others after."""
+    with transaction.atomic():
+        members = {
+            m.metering_point_id: m for m in BookMembership.objects.select_for_update().filter(book=book)
+        }
+        unknown = [pid for pid in point_ids if pid not in members]
+        if unknown:
+            raise UnableToManageBook([FieldError("point_ids", f"not in book {book.code}: {unknown[:10]}")])
+        order = list(point_ids) + [
+            pid for pid in sorted(members, key=lambda p: members[p].sequence) if pid not in point_ids
+        ]
+        for i, pid in enumerate(order):
+            members[pid].sequence = 10 * (i + 1)
+        BookMembership.objects.bulk_update(members.values(), ["sequence"], batch_size=2000)
+        audit.record(
+            actor=actor,
+            action="reading_book.reorder",
+            target=book,
+            after={"first": list(point_ids)[:50]},
+            at=at,
+        )
+
+
+def planned_date(book: ReadingBook, month: date) -> date:
+    return month.replace(day=book.reading_day)
+
+
+def generate_plans(
+    *, actor: User | None, month: date, books: Iterable[ReadingBook], at: datetime
+) -> list[ReadingPlan]:
+    """One plan per active book for the month (idempotent: existing plans are kept, counts refreshed)."""
+    month = month.replace(day=1)
+    books = [b for b in books if b.active]
+    counts = dict(
+        BookMembership.objects.filter(book__in=books)
+        .values("book")
+        .annotate(n=Count("pk"))
+        .values_list("book", "n")
+    )
+    out = []
+    with transaction.atomic():
+        existing = {p.book_id: p for p in ReadingPlan.objects.filter(book__in=books, month=month)}
+        new = []
+        for b in books:
+            p = existing.get(b.pk)
+            if p is None:
+                new.append(
+                    ReadingPlan(
+                        book=b,
+                        org_id=b.org_id,
+                        month=month,
+                        planned_date=planned_date(b, month),
+                        reader_id=b.reader_id,
+                        point_count=counts.get(b.pk, 0),
+                        created_at=at,
+                    )
+                )
+            else:
+                p.point_count = counts.get(b.pk, 0)
+                out.append(p)
+        ReadingPlan.objects.bulk_create(new)
+        if out:
+            ReadingPlan.objects.bulk_update(out, ["point_count"])
+        out.extend(new)
+        audit.record(
+            actor=actor,
+            action="reading_plan.generate",
+            target_type="readings.readingplan",
+            target_id=month.isoformat(),
+            after={"month": month.isoformat(), "new": len(new), "books": len(books)},
+            at=at,
+        )
+    return out
+
+
+# --- recording readings --------------------------------------------------------------------------
+def parse_values(
+    data: Mapping[str, Any], *, base: str = ""
+) -> tuple[dict[str, Decimal | None], list[FieldError]]:
+    """Register values from text or Decimal; negative or non-numeric values are errors."""
+    out: dict[str, Decimal | None] = {}
+    errors = []
+    for name in VALUE_FIELDS:
+        raw = data.get(name)
+        path = f"{base}{name}"
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            out[name] = None
+            continue
+        if isinstance(raw, (float, bool)):
+            errors.append(FieldError(path, "must be a decimal written as text"))
+            continue
+        try:
+            d = Decimal(str(raw).strip())
+        except InvalidOperation:
+            errors.append(FieldError(path, f"{raw!r} is not a number"))
+            continue
+        if not d.is_finite():
+            errors.append(FieldError(path, f"{raw!r} is not a number"))
+        elif d < 0:
+            errors.append(FieldError(path, "must not be negative"))
+        elif d.as_tuple().exponent < -4:  # type: ignore[operator]
+            errors.append(FieldError(path, "has more than 4 decimals"))
+        else:
+            out[name] = d
+    return out, errors
+
+
+def current_meter(point_id: int) -> Meter | None:
+    return (
+        Meter.objects.filter(metering_point_id=point_id, state=AssetState.INSTALLED).order_by("-pk").first()
+    )
+
+
+def _check_values(
+    errors: list[FieldError],
+    values: Mapping[str, Decimal | None],
+    meter: Meter | None,
+    point: MeteringPoint,
+    base: str = "",
+) -> None:
+    if values.get("total") is None:
+        errors.append(FieldError(f"{base}total", "is required"))
+    digits = meter.register_digits if meter else None
+    if digits:
+        limit = Decimal(10) ** digits
+        for name in (*REGISTERS, "reactive"):
+            v = values.get(name)
+            if v is not None and v >= limit:
+                errors.append(
+                    FieldError(f"{base}{name}", f"has more than the register's {digits} integer digits")
+                )
+
+
+@dataclass
+class _Save:
+    point: MeteringPoint
+    meter: Meter | None
+    reading_date: date
+    values: dict[str, Decimal | None]
+    source: str
+    fault_flags: list[str]
+    note: str
+
+
+def record_reading(
+    *,
+    actor: User | None,
+    point: MeteringPoint,
+    reading_date: date,
+    values: Mapping[str, Any],
+    source: str = MeterReading.Source.MANUAL,
+    at: datetime,
+    fault_flags: Sequence[str] = (),
+    note: str = "",
+    photo: Any = None,
+) -> MeterReading:
+    """Record one register reading and validate it. A point read again on the same date replaces
+    a reading that is not yet billable (exception, pending, estimate); a billable actual reading
+    cannot be overwritten (correct it through the exceptions queue)."""
+    parsed, errors = parse_values(values)
+    meter = current_meter(point.pk)
+    _check_values(errors, parsed, meter, point)
+    bad_flags = [f for f in fault_flags if f not in rules.FAULT_FLAGS]
+    if bad_flags:
+        errors.append(FieldError("fault_flags", f"unknown flags {bad_flags}"))
+    if source not in MeterReading.Source.values:
+        errors.append(FieldError("source", "unknown source"))
+    if errors:
+        raise UnableToRecordReading(errors)
+    reading = save_readings(
+        actor=actor,
+        items=[_Save(point, meter, reading_date, parsed, source, list(fault_flags), note)],
+        at=at,
+    )[0]
+    if photo is not None:
+        reading.photo.save(f"{point.point_no}-{reading_date:%Y%m%d}.jpg", photo, save=True)
+    return reading
+
+
+def mark_not_read(
+    *, actor: User | None, point: MeteringPoint, reading_date: date, reason: str, at: datetime, note: str = ""
+) -> ReadingException:
+    """The reader could not read the point (no access, meter fault): an exception for the
+    auditor, who may estimate the reading or send a site check."""
+    if reason not in ("no_access", "meter_fault"):
+        raise UnableToRecordReading([FieldError("reason", "must be no_access or meter_fault")])
+    with transaction.atomic():
+        exc, created = ReadingException.objects.get_or_create(
+            metering_point=point,
+            reading_date=reading_date,
+            rule=reason,
+            reading=None,
+            state=ReadingException.State.OPEN,
+            defaults={
+                "org_id": point.org_id,
+                "detail": (f"{rules.FAULT_FLAGS[reason]}: {note}" if note else rules.FAULT_FLAGS[reason])[
+                    :300
+                ],
+                "created_at": at,
+            },
+        )
+        if created:
+            audit.record(actor=actor, action=f"reading.{reason}", target=exc, reason=note, at=at)
+    return exc
+
+
+def record_readings_bulk(
+    *,
+    actor: User | None,
+    rows: Sequence[Mapping[str, Any]],
+    at: datetime,
+    source: str = MeterReading.Source.MANUAL,
+) -> tuple[list[MeterReading], list[FieldError]]:
+    """Bulk entry: rows of {point (MeteringPoint), reading_date, values, fault_flags?, note?}.
+    Good rows are stored and validated; bad rows come back as errors with `[i].field` paths."""
+    errors: list[FieldError] = []
+    items = []
+    meters = {
+        m.metering_point_id: m
+        for m in Meter.objects.filter(
+            metering_point_id__in=[r["point"].pk for r in rows], state=AssetState.INSTALLED
+        )
+    }
+    for i, r in enumerate(rows):
+        parsed, errs = parse_values(r.get("values", {}), base=f"[{i}].")
+        point = r["point"]
+        meter = meters.get(point.pk)
+        _check_values(errs, parsed, meter, point, base=f"[{i}].")
+        if errs:
+            errors.extend(errs)
+            continue
+        items.append(
+            _Save(
+                point,
+                meter,
+                r["reading_date"],
+                parsed,
+                source,
+                list(r.get("fault_flags", [])),
+                r.get("note", ""),
+            )
+        )
+    saved = save_readings(actor=actor, items=items, at=at) if items else []
+    return saved, errors
+
+
+def save_readings(*, actor: User | None, items: Sequence[_Save], at: datetime) -> list[MeterReading]:
+    """Store readings (replacing non-billable ones of the same point and date) and validate them."""
+    keys = {(it.point.pk, it.reading_date) for it in items}
+    errors = []
+    with transaction.atomic():
+        existing = {
+            (r.metering_point_id, r.reading_date): r
+            for r in MeterReading.objects.select_for_update().filter(
+                metering_point_id__in={k[0] for k in keys}, reading_date__in={k[1] for k in keys}
+            )
+        }
+        out = []
+        for i, it in enumerate(items):
+            r = existing.get((it.point.pk, it.reading_date))
+            if (
+                r is not None
+                and r.status in (MeterReading.Status.VALID, MeterReading.Status.ACCEPTED)
+                and r.source != MeterReading.Source.ESTIMATE
+            ):
+                errors.append(
+                    FieldError(
+                        f"[{i}].reading_date" if len(items) > 1 else "reading_date",
+                        f"{it.point.point_no} already has a billable reading on {it.reading_date}",
+                    )
+                )
+                continue
+            before = audit.snapshot(r, [*list(VALUE_FIELDS), "status", "source"]) if r else None
+            if r is None:
+                r = MeterReading(
+                    metering_point=it.point, reading_date=it.reading_date, org_id=it.point.org_id
+                )
+            r.meter = it.meter
+            for name in VALUE_FIELDS:
+                setattr(r, name, it.values.get(name))
+            r.source = it.source
+            r.status = MeterReading.Status.PENDING_VALIDATION
+            r.fault_flags = it.fault_flags
+            r.note = it.note
+            r.entered_by = actor if actor is not None and actor.pk else None
+            r.entered_at = at
+            r.save()
+            if before is not None:
+                ReadingException.objects.filter(reading=r, state=ReadingException.State.OPEN).update(
+                    state=ReadingException.State.CLOSED,
+                    decision=ReadingException.Decision.REREAD,
+                    decision_note="replaced by a new reading",
+                    decided_at=at,
+                )
+            audit.record(
+                actor=actor,
+                action="reading.record" if before is None else "reading.replace",
+                target=r,
+                before=before,
+                after=audit.snapshot(r, [*list(VALUE_FIELDS), "status", "source", "reading_date"]),
+                at=at,
+            )
+            out.append(r)
+        if errors:
+            raise UnableToRecordReading(errors)
+        validate_readings(reading_ids=[r.pk for r in out], at=at)
+    for r in out:
+        r.refresh_from_db()
+    return out
+
+
+# --- validation (VEE) ----------------------------------------------------------------------------
+@dataclass
+class _PointCtx:
+    multiplier: Decimal
+    tou: bool
+    active: bool
+    capacity: Decimal | None
+    org_id: int
+
+
+def _history_for(point_ids: Iterable[int], before: date | None = None) -> dict[int, list[MeterReading]]:
+    """Billable readings of the points, oldest first (the previous ones open each period)."""
+    qs = MeterReading.objects.filter(metering_point_id__in=list(point_ids), status__in=MeterReading.BILLABLE)
+    if before is not None:
+        qs = qs.filter(reading_date__lt=before)
+    out: dict[int, list[MeterReading]] = defaultdict(list)
+    for r in qs.order_by("metering_point_id", "reading_date").only(
+        "pk", "metering_point_id", "reading_date", "status", "source", *VALUE_FIELDS
+    ):
+        out[r.metering_point_id].append(r)
+    return out
+
+
+def _pairs(prior: Sequence[MeterReading]) -> list[tuple[MeterReading, MeterReading]]:
+    """The last HISTORY_PERIODS (start, end) pairs of consecutive billable readings."""
+    tail = list(prior[-(HISTORY_PERIODS + 1) :])
+    return list(pairwise(tail))
+
+
+def _regs(r: MeterReading) -> dict[str, Decimal | None]:
+    return {n: getattr(r, n) for n in (*REGISTERS, "reactive")}
+
+
+def _period_kwh(
+    prev: MeterReading, cur: MeterReading, multiplier: Decimal, digits: int | None
+) -> Decimal | None:
+    try:
+        return rules.register_energy(
+            start=prev.total, end=cur.total, multiplier=multiplier, register_digits=digits
+        ).kwh
+    except InvalidInput:
+        return None
+
+
+def validate_readings(*, reading_ids: Sequence[int], at: datetime) -> dict[str, int]:
+    """Run the VEE rules over pending readings (set-based loading, in date order per point).
+
+    Valid readings become `valid`; failures become `exception` with one ReadingException per
+    failed rule. `reading_validated` is sent after commit for every reading that became billable.
+    """
+    counts = {"valid": 0, "exception": 0}
+    if not reading_ids:
+        return counts
+    with transaction.atomic():
+        pending = list(
+            MeterReading.objects.filter(
+                pk__in=list(reading_ids), status=MeterReading.Status.PENDING_VALIDATION
+            ).order_by("metering_point_id", "reading_date")
+        )
+        if not pending:
+            return counts
+        point_ids = {r.metering_point_id for r in pending}
+        points = {
+            p["pk"]: _PointCtx(
+                p["multiplier"],
+                p["tou"],
+                p["status"] == MeteringPoint.Status.ACTIVE,
+                p["contract_capacity_kva"],
+                p["org_id"],
+            )
+            for p in MeteringPoint.objects.filter(pk__in=point_ids).values(
+                "pk", "multiplier", "tou", "status", "contract_capacity_kva", "org_id"
+            )
+        }
+        meter_ids = {r.meter_id for r in pending if r.meter_id}
+        meters = {
+            m["pk"]: m
+            for m in Meter.objects.filter(pk__in=meter_ids).values(
+                "pk", "register_digits", "register_decimals"
+            )
+        }
+        history = _history_for(point_ids, before=max(r.reading_date for r in pending))
+        thresholds: dict[int, rules.Thresholds] = {}
+        orgs = {o.pk: o for o in Org.objects.filter(pk__in={p.org_id for p in points.values()})}
+        zero_runs = _zero_runs(point_ids)
+        exceptions = []
+        became_billable = []
+        for r in pending:
+            ctx = points[r.metering_point_id]
+            th = thresholds.get(ctx.org_id)
+            if th is None:
+                th = thresholds[ctx.org_id] = thresholds_for(orgs[ctx.org_id])
+            m = meters.get(r.meter_id) or {"register_digits": None, "register_decimals": 2}
+            digits = m["register_digits"]
+            prior = [h for h in history.get(r.metering_point_id, []) if h.reading_date < r.reading_date]
+            prev = prior[-1] if prior else None
+            hist_kwh, hist_days = [], 0
+            for a, b in _pairs(prior):
+                k = _period_kwh(a, b, ctx.multiplier, digits)
+                if k is not None:
+                    hist_kwh.append(k)
+                    hist_days += (b.reading_date - a.reading_date).days
+            v = rules.validate(
+                start=_regs(prev) if prev else None,
+                end=_regs(r),
+                multiplier=ctx.multiplier,
+                register_digits=digits,
+                register_decimals=m["register_decimals"],
+                days=(r.reading_date - prev.reading_date).days if prev else None,
+                history_kwh=hist_kwh,
+                history_days=hist_days,
+                tou=ctx.tou,
+                fault_flags=r.fault_flags or [],
+                active=ctx.active,
+                previous_zero_periods=zero_runs.get(r.metering_point_id, 0),
+                max_demand=r.max_demand,
+                contract_capacity_kva=ctx.capacity,
+                thresholds=th,
+            )
+            if v.ok:
+                r.status = MeterReading.Status.VALID
+                counts["valid"] += 1
+                became_billable.append(r)
+                history.setdefault(r.metering_point_id, []).append(r)
+                history[r.metering_point_id].sort(key=lambda x: x.reading_date)
+            else:
+                r.status = MeterReading.Status.EXCEPTION
+                counts["exception"] += 1
+                for f in v.findings:
+                    exceptions.append(
+                        ReadingException(
+                            org_id=r.org_id,
+                            metering_point_id=r.metering_point_id,
+                            reading=r,
+                            reading_date=r.reading_date,
+                            rule=f.rule,
+                            detail=f.detail[:300],
+                            created_at=at,
+                        )
+                    )
+        MeterReading.objects.bulk_update(pending, ["status"], batch_size=2000)
+        ReadingException.objects.bulk_create(exceptions, batch_size=2000)
+        _notify_billable(became_billable)
+    return counts
+
+
+def _zero_runs(point_ids: Iterable[int]) -> dict[int, int]:
+    """Consecutive zero-use exceptions so far per point (for the 3-periods → inspection rule)."""
+    out: dict[int, int] = defaultdict(int)
+    for pid in ReadingException.objects.filter(
+        metering_point_id__in=list(point_ids), rule=ReadingException.Rule.ZERO_USE
+    ).values_list("metering_point_id", flat=True):
+        out[pid] += 1
+    return out
+
+
+def _notify_billable(readings: Sequence[MeterReading]) -> None:
+    if not readings:
+        return
+    items = list(readings)
+
+    def send() -> None:
+        for r in items:
+            reading_validated.send(sender=MeterReading, point=r.metering_point_id, reading=r)
+
+    transaction.on_commit(send)
+
+
+# --- estimates -----------------------------------------------------------------------------------
+def estimate_reading(
+    *, actor: User | None, point: MeteringPoint, reading_date: date, at: datetime, reason: str = ""
+) -> MeterReading:
+    """估抄: estimate the point's reading for `reading_date` from its billed history."""
+    errors = []
+    meter = current_meter(point.pk)
+    th = thresholds_for(point.org)
+    with transaction.atomic():
+        existing = (
+            MeterReading.objects.select_for_update()
+            .filter(metering_point=point, reading_date=reading_date)
+            .first()
+        )
+        if existing is not None and existing.status in MeterReading.BILLABLE:
+            errors.append(
+                FieldError(
+                    "reading_date", f"{point.point_no} already has a billable reading on {reading_date}"
+                )
+            )
+        prior = _history_for([point.pk], before=reading_date).get(point.pk, [])
+        if not prior:
+            errors.append(FieldError("history", "no billable reading to start the estimate from"))
+        consecutive = 0
+        for r in reversed(prior):
+            if r.source != MeterReading.Source.ESTIMATE:
+                break
+            consecutive += 1
+        if consecutive >= th.max_consecutive_estimates:
+            errors.append(
+                FieldError(
+                    "reading_date", f"{consecutive} consecutive estimates already: a field visit is required"
+                )
+            )
+        digits = meter.register_digits if meter else None
+        decimals = meter.register_decimals if meter else 2
+        hist_kwh, hist_days, last_pair = [], 0, None
+        for a, b in _pairs(prior):
+            k = _period_kwh(a, b, point.multiplier, digits)
+            if k is not None:
+                hist_kwh.append(k)
+                hist_days += (b.reading_date - a.reading_date).days
+                last_pair = (a, b)
+        if not hist_kwh and not errors:
+            errors.append(FieldError("history", "no billed period to average"))
+        if errors:
+            raise UnableToEstimate(errors)
+        prev = prior[-1]
+        split, ratio = None, None
+        if last_pair is not None:
+            a, b = last_pair
+            dt = b.total - a.total
+            if (
+                dt > 0
+                and point.tou
+                and all(getattr(a, n) is not None and getattr(b, n) is not None for n in TOU_REGISTERS)
+            ):
+                split = {n: (getattr(b, n) - getattr(a, n)) / dt for n in TOU_REGISTERS}
+            if dt > 0 and a.reactive is not None and b.reactive is not None:
+                ratio = (b.reactive - a.reactive) / dt
+        est = rules.estimate(
+            start=_regs(prev),
+            history_kwh=hist_kwh,
+            history_days=hist_days,
+            days=(reading_date - prev.reading_date).days,
+            multiplier=point.multiplier,
+            register_digits=digits,
+            register_decimals=decimals,
+            tou_split=split,
+            reactive_ratio=ratio,
+        )
+        r = existing or MeterReading(metering_point=point, reading_date=reading_date, org_id=point.org_id)
+        r.meter = meter
+        for n in VALUE_FIELDS:
+            setattr(r, n, est.registers.get(n))
+        r.source = MeterReading.Source.ESTIMATE
+        r.status = MeterReading.Status.ESTIMATED
+        r.note = (reason or f"估抄 {est.kwh} kWh")[:200]
+        r.entered_by = actor if actor is not None and actor.pk else None
+        r.entered_at = at
+        r.save()
+        if existing is not None:
+            ReadingException.objects.filter(reading=r, state=ReadingException.State.OPEN).update(
+                state=ReadingException.State.CLOSED, decision="", decision_note="estimated", decided_at=at
+            )
+        audit.record(
+            actor=actor,
+            action="reading.estimate",
+            target=r,
+            after={"kwh": str(est.kwh), **{n: est.registers.get(n) for n in REGISTERS}},
+            reason=reason,
+            at=at,
+        )
+        _notify_billable([r])
+    return r
+
+
+def flag_missing(*, on: date, at: datetime, plans: Iterable[ReadingPlan] | None = None) -> int:
+    """漏抄: after the cut-off (planned date + grace days), every point of a plan with no reading
+    for the month gets a `missing` exception (once)."""
+    if plans is None:
+        plans = ReadingPlan.objects.filter(planned_date__lt=on).exclude(status=ReadingPlan.Status.DONE)
+    created = 0
+    with transaction.atomic():
+        for plan in plans:
+            th = thresholds_for(plan.book.org)
+            if plan.planned_date + timedelta(days=th.missing_grace_days) >= on:
+                continue
+            month_end = (plan.month.replace(day=28) + timedelta(days=4)).replace(day=1)
+            members = set(
+                BookMembership.objects.filter(book_id=plan.book_id).values_list(
+                    "metering_point_id", flat=True
+                )
+            )
+            read = set(
+                MeterReading.objects.filter(
+                    metering_point_id__in=members, reading_date__gte=plan.month, reading_date__lt=month_end
+                ).values_list("metering_point_id", flat=True)
+            )
+            flagged = set(
+                ReadingException.objects.filter(
+                    metering_point_id__in=members,
+                    rule=ReadingException.Rule.MISSING,
+                    reading_date=plan.planned_date,
+                ).values_list("metering_point_id", flat=True)
+            )
+            todo = sorted(members - read - flagged)
+            orgs = dict(MeteringPoint.objects.filter(pk__in=todo).values_list("pk", "org_id"))
+            ReadingException.objects.bulk_create(
+                [
+                    ReadingException(
+                        org_id=orgs[pid],
+                        metering_point_id=pid,
+                        reading_date=plan.planned_date,
+                        rule=ReadingException.Rule.MISSING,
+                        detail=f"抄表段 {plan.book.code} {plan.month:%Y-%m} 截止 {on} 未抄",
+                        created_at=at,
+                    )
+                    for pid in todo
+                ]
+            )
+            created += len(todo)
+    return created
+
+
+# --- exceptions queue ----------------------------------------------------------------------------
+def decide_exception(
+    *,
+    actor: User,
+    exception: ReadingException,
+    decision: str,
+    at: datetime,
+    note: str = "",
+    values: Mapping[str, Any] | None = None,
+) -> ReadingException:
+    """An auditor's decision on an open exception: accept the reading as it is, correct its
+    values (re-validated), send it back for re-reading, or send a site check. Audited."""
+    errors = []
+    if not actor.has_role(*AUDITOR_ROLES):
+        errors.append(FieldError("actor", "only a billing auditor or manager decides reading exceptions"))
+    if decision not in ReadingException.Decision.values:
+        errors.append(FieldError("decision", f"must be one of {', '.join(ReadingException.Decision.values)}"))
+    parsed: dict[str, Decimal | None] = {}
+    if decision == ReadingException.Decision.CORRECT:
+        if exception.reading_id is None:
+            errors.append(FieldError("decision", "there is no reading to correct: record or estimate one"))
+        else:
+            parsed, errs = parse_values(values or {})
+            errors.extend(errs)
+            if parsed.get("total") is None and not errs:
+                errors.append(FieldError("total", "is required"))
+    if (
+        decision
+        in (
+            ReadingException.Decision.CORRECT,
+            ReadingException.Decision.SITE_CHECK,
+            ReadingException.Decision.REREAD,
+        )
+        and not note.strip()
+    ):
+        errors.append(FieldError("note", "give a reason"))
+    if errors:
+        raise UnableToDecide(errors)
+    with transaction.atomic():
+        exc = ReadingException.objects.select_for_update().get(pk=exception.pk)
+        if exc.state != ReadingException.State.OPEN:
+            raise UnableToDecide([FieldError("exception", "this exception is already decided")])
+        exc.state = ReadingException.State.CLOSED
+        exc.decision = decision
+        exc.decided_by = actor
+        exc.decided_at = at
+        exc.decision_note = note[:300]
+        exc.save()
+        reading = MeterReading.objects.select_for_update().get(pk=exc.reading_id) if exc.reading_id else None
+        before = audit.snapshot(reading, [*list(VALUE_FIELDS), "status"]) if reading else None
+        if reading is not None and decision == ReadingException.Decision.ACCEPT:
+            still_open = ReadingException.objects.filter(
+                reading=reading, state=ReadingException.State.OPEN
+            ).exists()
+            if not still_open and reading.status == MeterReading.Status.EXCEPTION:
+                blocked = (
+                    ReadingException.objects.filter(reading=reading)
+                    .exclude(decision=ReadingException.Decision.ACCEPT)
+                    .exclude(state=ReadingException.State.OPEN)
+                    .filter(
+                        decision__in=[ReadingException.Decision.REREAD, ReadingException.Decision.SITE_CHECK]
+                    )
+                    .exists()
+                )
+                if not blocked:
+                    reading.status = MeterReading.Status.ACCEPTED
+                    reading.save(update_fields=["status"])
+                    _notify_billable([reading])
+        elif reading is not None and decision == ReadingException.Decision.CORRECT:
+            meter = reading.meter
+            errs: list[FieldError] = []
+            _check_values(errs, parsed, meter, reading.metering_point)
+            if errs:
+                raise UnableToDecide(errs)
+            for n in VALUE_FIELDS:
+                if n in (values or {}):
+                    setattr(reading, n, parsed.get(n))
+            reading.status = MeterReading.Status.PENDING_VALIDATION
+            reading.save()
+            ReadingException.objects.filter(reading=reading, state=ReadingException.State.OPEN).update(
+                state=ReadingException.State.CLOSED,
+                decision=ReadingException.Decision.CORRECT,
+                decided_by=actor,
+                decided_at=at,
+                decision_note=note[:300],
+            )
+            validate_readings(reading_ids=[reading.pk], at=at)
+            reading.refresh_from_db()
+        audit.record(
+            actor=actor,
+            action=f"reading_exception.{decision}",
+            target=exc,
+            before=before,
+            after={
+                "rule": exc.rule,
+                "decision": decision,
+                **(audit.snapshot(reading, [*list(VALUE_FIELDS), "status"]) if reading else {}),
+            },
+            reason=note,
+            at=at,
+        )
+    return exc
+
+
+# --- AMI: frozen readings → billing readings -----------------------------------------------------
+def readings_from_frozen(*, on: date, at: datetime, books: Iterable[ReadingBook] | None = None) -> int:
+    """With AMI the billing reading is the daily frozen value at 00:00 of the reading day
+    (DOMAIN.md §2.2): for automated/mixed books whose reading day is `on.day`, make `ami`
+    readings of the points not yet read that day, and validate them."""
+    qs = (
+        books
+        if books is not None
+        else ReadingBook.objects.filter(
+            active=True, reading_day=on.day, method__in=[ReadingMethod.AUTOMATED, ReadingMethod.MIXED]
+        )
+    )
+    point_ids = list(
+        BookMembership.objects.filter(book__in=list(qs)).values_list("metering_point_id", flat=True)
+    )
+    if not point_ids:
+        return 0
+    with transaction.atomic():
+        done = set(
+            MeterReading.objects.filter(metering_point_id__in=point_ids, reading_date=on).values_list(
+                "metering_point_id", flat=True
+            )
+        )
+        frozen = list(
+            DailyFrozenReading.objects.filter(metering_point_id__in=point_ids, day=on).exclude(
+                metering_point_id__in=done
+            )
+        )
+        orgs = dict(
+            MeteringPoint.objects.filter(pk__in={f.metering_point_id for f in frozen}).values_list(
+                "pk", "org_id"
+            )
+        )
+        rows = [
+            MeterReading(
+                org_id=orgs[f.metering_point_id],
+                metering_point_id=f.metering_point_id,
+                meter_id=f.meter_id,
+                reading_date=on,
+                total=f.total,
+                sharp=f.sharp,
+                peak=f.peak,
+                flat=f.flat,
+                valley=f.valley,
+                reactive=f.reactive,
+                source=MeterReading.Source.AMI,
+                fault_flags=[x for x in f.flags.split(",") if x],
+                entered_at=at,
+            )
+            for f in frozen
+        ]
+        MeterReading.objects.bulk_create(rows, batch_size=2000)
+        ids = list(
+            MeterReading.objects.filter(
+                metering_point_id__in=[r.metering_point_id for r in rows],
+                reading_date=on,
+                source=MeterReading.Source.AMI,
+            ).values_list("pk", flat=True)
+        )
+        validate_readings(reading_ids=ids, at=at)
+    return len(rows)
+
+
+# --- terminals and remote commands ---------------------------------------------------------------
+def register_terminal(
+    *,
+    actor: User | None,
+    org: Org,
+    code: str,
+    kind: str,
+    name: str = "",
+    concentrator: bool = False,
+    meters: Sequence[Meter] = (),
+    at: datetime,
+) -> Terminal:
+    errors = []
+    if not code or len(code) > 32 or "/" in code or "+" in code or "#" in code:
+        errors.append(FieldError("code", "is required: up to 32 characters, no / + #"))
+    elif Terminal.objects.filter(code=code).exists():
+        errors.append(FieldError("code", f"terminal {code} already exists"))
+    if kind not in Terminal.Kind.values:
+        errors.append(FieldError("kind", f"must be one of {', '.join(Terminal.Kind.values)}"))
+    taken = list(
+        TerminalMeter.objects.filter(meter__in=list(meters)).values_list("meter__asset_no", flat=True)
+    )
+    if taken:
+        errors.append(FieldError("meters", f"already behind another terminal: {taken[:10]}"))
+    if errors:
+        raise InvalidInput(errors)
+    with transaction.atomic():
+        t = Terminal.objects.create(
+            org=org, code=code, kind=kind, name=name or code, concentrator=concentrator
+        )
+        TerminalMeter.objects.bulk_create([TerminalMeter(terminal=t, meter=m) for m in meters])
+        audit.record(
+            actor=actor,
+            action="terminal.register",
+            target=t,
+            after={"meters": len(meters), "kind": kind},
+            at=at,
+        )
+    return t
+
+
+def attach_meters(*, actor: User | None, terminal: Terminal, meters: Sequence[Meter], at: datetime) -> int:
+    with transaction.atomic():
+        TerminalMeter.objects.filter(meter__in=list(meters)).delete()
+        TerminalMeter.objects.bulk_create([TerminalMeter(terminal=terminal, meter=m) for m in meters])
+        audit.record(
+            actor=actor,
+            action="terminal.attach",
+            target=terminal,
+            after={"meters": [m.asset_no for m in meters][:100]},
+            at=at,
+        )
+    return len(meters)
+
+
+def command_topic(terminal_code: str) -> str:
+    return f"mmis/ami/{terminal_code}/down"
+
+
+def command_payload(cmd: RemoteCommand, meter_address: str) -> dict[str, Any]:
+    return {
+        "type": "command",
+        "command_id": cmd.request_id,
+        "command": cmd.command,
+        "meter": meter_address,
+        "attempt": cmd.attempts,
+    }
+
+
+def send_remote_command(
+    *,
+    meter: Meter,
+    command: str,
+    requested_by: User | None,
+    at: datetime,
+    reason: str = "",
+    max_attempts: int = 3,
+    retry_seconds: int = 30,
+) -> RemoteCommand:
+    """Queue a remote command for a meter; it is published on mmis/ami/<terminal>/down after
+    commit, retried every `retry_seconds` up to `max_attempts`, then timed out. When it ends,
+    `remote_command_finished` is sent."""
+    errors = []
+    if command not in RemoteCommand.Command.values:
+        errors.append(FieldError("command", f"must be one of {', '.join(RemoteCommand.Command.values)}"))
+    link = TerminalMeter.objects.select_related("terminal").filter(meter=meter).first()
+    if link is None:
+        errors.append(FieldError("meter", f"meter {meter.asset_no} is not behind any terminal"))
+    elif not link.terminal.active:
+        errors.append(FieldError("meter", f"terminal {link.terminal.code} is not active"))
+    if not meter.comm_address:
+        errors.append(FieldError("meter", f"meter {meter.asset_no} has no communication address"))
+    if command in ("disconnect", "reconnect") and not reason.strip():
+        errors.append(FieldError("reason", "is required for disconnection and reconnection"))
+    if not 1 <= max_attempts <= 10:
+        errors.append(FieldError("max_attempts", "must be 1 to 10"))
+    if errors:
+        raise UnableToSendCommand(errors)
+    with transaction.atomic():
+        cmd = RemoteCommand.objects.create(
+            org_id=link.terminal.org_id,
+            request_id=uuid.uuid4().hex,
+            terminal=link.terminal,
+            meter=meter,
+            command=command,
+            reason=reason[:200],
+            requested_by=requested_by if requested_by is not None and requested_by.pk else None,
+            requested_at=at,
+            max_attempts=max_attempts,
+            retry_seconds=retry_seconds,
+            next_attempt_at=at,
+        )
+        audit.record(
+            actor=requested_by,
+            action=f"remote_command.{command}",
+            target=cmd,
+            reason=reason,
+            at=at,
+            after={"meter": meter.asset_no, "terminal": link.terminal.code},
+        )
+        pk = cmd.pk
+        transaction.on_commit(lambda: _publish_after_commit(pk, at))
+    return cmd
+
+
+def _publish_after_commit(pk: int, at: datetime) -> None:
+    from mmis.readings import mqtt
+
+    try:
+        dispatch_commands(at=at, publish=mqtt.publish_once, only=[pk])
+    except Exception:  # the listener's tick sends it later
+        log.warning("remote command %s not published now; the listener will retry", pk, exc_info=True)
+
+
+def dispatch_commands(*, at: datetime, publish, only: Sequence[int] | None = None) -> dict[str, int]:
+    """Send due commands (new ones and retries) with `publish(topic, payload_dict)`, and time out
+    those whose attempts are spent. Called after commit and by the listener every second."""
+    counts = {"sent": 0, "timed_out": 0}
+    finished = []
+    with transaction.atomic():
+        qs = (
+            RemoteCommand.objects.select_for_update()
+            .filter(
+                state__in=[RemoteCommand.State.PENDING, RemoteCommand.State.SENT], next_attempt_at__lte=at
+            )
+            .select_related("terminal", "meter")
+        )
+        if only is not None:
+            qs = qs.filter(pk__in=list(only))
+        for cmd in qs:
+            if cmd.attempts >= cmd.max_attempts:
+                cmd.state = RemoteCommand.State.TIMED_OUT
+                cmd.finished_at = at
+                cmd.next_attempt_at = None
+                cmd.result = {"error": f"no answer after {cmd.attempts} attempts"}
+                cmd.save()
+                audit.record(actor=None, action="remote_command.timed_out", target=cmd, at=at)
+                finished.append(cmd)
+                counts["timed_out"] += 1
+                continue
+            cmd.attempts += 1
+            publish(command_topic(cmd.terminal.code), command_payload(cmd, cmd.meter.comm_address))
+            cmd.state = RemoteCommand.State.SENT
+            cmd.sent_at = at
+            cmd.next_attempt_at = at + timedelta(seconds=cmd.retry_seconds)
+            cmd.save()
+            counts["sent"] += 1
+        _notify_finished(finished)
+    return counts
+
+
+def finish_command(
+    *, request_id: str, ok: bool, result: Mapping[str, Any], at: datetime
+) -> RemoteCommand | None:
+    """A terminal's answer to a command: acknowledged or failed. Late or repeated answers to a
+    finished command are ignored (returns None)."""
+    with transaction.atomic():
+        cmd = RemoteCommand.objects.select_for_update().filter(request_id=request_id).first()
+        if cmd is None or cmd.finished:
+            return None
+        cmd.state = RemoteCommand.State.ACKNOWLEDGED if ok else RemoteCommand.State.FAILED
+        cmd.finished_at = at
+        cmd.next_attempt_at = None
+        cmd.result = dict(result)
+        cmd.save()
+        audit.record(actor=None, action=f"remote_command.{cmd.state}", target=cmd, after=cmd.result, at=at)
+        _notify_finished([cmd])
+    return cmd
+
+
+def _notify_finished(cmds: Sequence[RemoteCommand]) -> None:
+    if not cmds:
+        return
+    items = list(cmds)
+    transaction.on_commit(
+        lambda: [remote_command_finished.send(sender=RemoteCommand, command=c) for c in items]
+    )
