@@ -1,0 +1,216 @@
+"""The thin adapter between billing and the apps below it (readings, tariffs, accounts).
+
+Billing reads its inputs and posts its results only through this module, in billing's own plain
+shapes (`PointReading`, `TariffVersion`), so a change in a lower app's read model touches one place.
+The real modules are used by default; tests may install a `Source` of their own with `use(...)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from mmis.common.periods import Period
+from mmis.rating.tariff import Tariff
+
+REGISTERS = ("sharp", "peak", "flat", "valley")
+
+
+@dataclass(frozen=True, slots=True)
+class PointReading:
+    """What a billing run needs of one metering point's readings for a period."""
+
+    point_id: int
+    kwh: Decimal | None = None  # billed kWh (× multiplier, rollover and meter changes applied)
+    tou_kwh: dict[str, Decimal] | None = None
+    kvarh: Decimal | None = None
+    max_demand_kw: Decimal | None = None
+    multiplier: Decimal | None = None
+    estimated: bool = False
+    start: dict[str, Any] = field(default_factory=dict)  # start registers (and date)
+    end: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""  # why the point is not billable ("" = billable)
+    multiplier_changed: bool = False
+    segments: tuple[tuple[date, Decimal, dict[str, Decimal] | None], ...] = ()  # daily-frozen splits
+
+    @property
+    def billable(self) -> bool:
+        return not self.reason
+
+
+@dataclass(frozen=True, slots=True)
+class TariffVersion:
+    version_id: int
+    code: str
+    label: str
+    effective_from: date
+    effective_to: date | None
+    tariff: Tariff  # catalog pricing
+    resolved: Any = None  # the lower app's object (for `for_point`)
+    tier_year_start_month: int = 1
+
+    def for_point(self, *, basic_mode: str, pf_standard: str) -> Tariff:
+        """The pricing with the point's basic mode and PF standard; the point's own capacity or
+        contract demand goes into the batch as `basic_quantity`."""
+        if self.resolved is not None and hasattr(self.resolved, "for_point"):
+            return self.resolved.for_point(
+                basic_mode=basic_mode or None,
+                capacity_kva=Decimal(1),
+                contract_demand_kw=Decimal(1),
+                pf_standard=pf_standard,
+            )
+        from dataclasses import replace
+
+        from mmis.rating.tariff import PowerFactorRule
+
+        return replace(self.tariff, power_factor=PowerFactorRule(pf_standard) if pf_standard else None)
+
+
+class Source:
+    """Where billing gets its inputs and sends its results. The default is the real apps."""
+
+    def billing_inputs(self, *, point_ids: list[int], period: Period) -> dict[int, PointReading]:
+        mod = _module("mmis.readings.queries")
+        if mod is None or not hasattr(mod, "billing_inputs"):
+            return {pid: PointReading(pid, reason="no_reading_source") for pid in point_ids}
+        raw = mod.billing_inputs(point_ids=point_ids, period=period)
+        return {pid: from_readings(pid, raw.get(pid)) for pid in point_ids}
+
+    def tariffs_in_force(self, *, org: Any, on: date) -> dict[str, TariffVersion]:
+        mod = _module("mmis.tariffs.queries")
+        if mod is None:
+            return {}
+        return {code: from_resolved(r) for code, r in mod.tariffs_in_force(org=org, on=on).items()}
+
+    def book_of_points(self, *, point_ids: list[int] | None, org_path: str) -> dict[int, str]:
+        """point id → reading book code (readings' book membership, else the point's own code)."""
+        try:
+            from mmis.readings.models import BookMembership
+        except ImportError:  # pragma: no cover - readings not installed
+            return {}
+        qs = BookMembership.objects.filter(metering_point__org__path__startswith=org_path)
+        if point_ids is not None:
+            qs = qs.filter(metering_point_id__in=point_ids)
+        return dict(qs.values_list("metering_point_id", "book__code"))
+
+    def post_charge(self, **kwargs: Any) -> Any:
+        mod = _module("mmis.accounts.services")
+        if mod is None or not hasattr(mod, "post_charge"):
+            raise LedgerMissing("accounts.services.post_charge is not available")
+        return mod.post_charge(**kwargs)
+
+    def post_adjustment(self, **kwargs: Any) -> Any:
+        mod = _module("mmis.accounts.services")
+        if mod is None or not hasattr(mod, "post_adjustment"):
+            raise LedgerMissing("accounts.services.post_adjustment is not available")
+        return mod.post_adjustment(**kwargs)
+
+    def queue_notice(self, **kwargs: Any) -> Any:
+        mod = _module("mmis.accounts.notices")
+        if mod is None or not hasattr(mod, "queue_notice"):
+            return None  # no outbox yet: nothing to queue
+        return mod.queue_notice(**kwargs)
+
+
+class LedgerMissing(RuntimeError):
+    pass
+
+
+def _module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and name.startswith(exc.name):
+            return None
+        raise
+
+
+def _get(obj: Any, *names: str, default: Any = None) -> Any:
+    for n in names:
+        if isinstance(obj, dict):
+            if n in obj:
+                return obj[n]
+        elif hasattr(obj, n):
+            return getattr(obj, n)
+    return default
+
+
+def _dec(v: Any) -> Decimal | None:
+    if v is None:
+        return None
+    return v if isinstance(v, Decimal) else Decimal(str(v))
+
+
+def from_readings(point_id: int, r: Any) -> PointReading:
+    """readings' BillingReading (or a dict of the same names) → PointReading."""
+    if r is None:
+        return PointReading(point_id, reason="no_reading")
+    reason = _get(r, "reason", "not_billable_reason", default="") or ""
+    if reason:
+        return PointReading(point_id, reason=str(reason), multiplier=_dec(_get(r, "multiplier")))
+    tou = _get(r, "tou_kwh")
+    tou_dec = {k: _dec(v) for k, v in tou.items() if v is not None} if tou else None
+    kwh = _dec(_get(r, "kwh", "total_kwh", "billed_kwh"))
+    if kwh is None and tou_dec:
+        kwh = sum(tou_dec.values(), Decimal(0))
+    start, end = _get(r, "start", "start_registers", default={}), _get(r, "end", "end_registers", default={})
+    return PointReading(
+        point_id=point_id,
+        kwh=kwh,
+        tou_kwh=tou_dec or None,
+        kvarh=_dec(_get(r, "kvarh")),
+        max_demand_kw=_dec(_get(r, "max_demand_kw", "max_demand")),
+        multiplier=_dec(_get(r, "multiplier")),
+        estimated=bool(_get(r, "estimated", default=False)),
+        start=_jsonable(start),
+        end=_jsonable(end),
+        multiplier_changed=bool(_get(r, "multiplier_changed", "meter_changed", default=False)),
+    )
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, Decimal | date):
+        return str(v)
+    if hasattr(v, "__dataclass_fields__"):
+        return {k: _jsonable(getattr(v, k)) for k in v.__dataclass_fields__}
+    return v
+
+
+def from_resolved(r: Any) -> TariffVersion:
+    return TariffVersion(
+        version_id=int(r.version_id),
+        code=r.code,
+        label=_get(r, "version_label", "label", default="") or "",
+        effective_from=r.effective_from,
+        effective_to=_get(r, "effective_to"),
+        tariff=r.tariff,
+        resolved=r,
+        tier_year_start_month=int(_get(r, "tier_year_start_month", default=1) or 1),
+    )
+
+
+_source: Source = Source()
+
+
+def source() -> Source:
+    return _source
+
+
+@contextlib.contextmanager
+def use(src: Source) -> Iterator[Source]:
+    """Install another source (tests, benchmarks) for the duration of the block."""
+    global _source
+    old, _source = _source, src
+    try:
+        yield src
+    finally:
+        _source = old

@@ -1,0 +1,255 @@
+"""Pure billing rules: audit rules (DOMAIN §4.2), period splits for mid-period changes (§1),
+定比定量 and nested-meter energy (§1), due dates (§4.3) and correction differences (§4.4).
+
+No ORM, no clock: every date comes in as an argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from mmis.common.periods import Period
+
+ZERO = Decimal(0)
+Q4 = Decimal("0.0001")
+
+# --- audit rules (DOMAIN §4.2) --------------------------------------------------------------------
+# code → (default params, weight in the risk score, Chinese label)
+DEFAULT_AUDIT_RULES: dict[str, dict] = {
+    "change_last_month": {"residential_pct": "50", "other_pct": "30"},
+    "change_last_year": {"residential_pct": "50", "other_pct": "30"},
+    "zero_bill": {},
+    "negative": {},
+    "large_bill": {
+        "residential": "2000",
+        "general_ci": "200000",
+        "large_industry": "2000000",
+        "agricultural": "50000",
+    },
+    "tariff_change": {},
+    "new_customer": {},
+    "estimated": {},
+    "low_pf": {"below": "0.70"},
+    "demand_over": {"ratio": "1.05"},
+    "basic_no_energy": {},
+}
+RULE_WEIGHTS = {
+    "negative": 50,
+    "large_bill": 40,
+    "change_last_month": 30,
+    "change_last_year": 20,
+    "zero_bill": 30,
+    "tariff_change": 15,
+    "estimated": 25,
+    "new_customer": 10,
+    "low_pf": 15,
+    "demand_over": 15,
+    "basic_no_energy": 20,
+}
+RULE_LABELS = {
+    "change_last_month": "电费环比变化超限",
+    "change_last_year": "电费同比变化超限",
+    "zero_bill": "零电费",
+    "negative": "负电费",
+    "large_bill": "大额电费",
+    "tariff_change": "电价/档案本期变更",
+    "new_customer": "新装首次计费",
+    "estimated": "估抄电量",
+    "low_pf": "功率因数低于0.70",
+    "demand_over": "最大需量超合同1.05倍",
+    "basic_no_energy": "连续两月有基本电费无电量",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BillFacts:
+    """What the audit rules look at, in fen (money) and 1/10,000 (energy, demand)."""
+
+    usage_category: str
+    amount_fen: int
+    energy_e4: int
+    last_amount_fen: int | None = None  # previous month's bill, None if none
+    last_year_amount_fen: int | None = None
+    last_energy_e4: int | None = None
+    estimated: bool = False
+    changed_in_period: bool = False  # tariff version, multiplier, capacity or category changed
+    first_bill: bool = False
+    negative_line: bool = False
+    pf_hundredths: int | None = None
+    max_demand_e4: int | None = None
+    contract_demand_e4: int | None = None
+    basic_fen: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    code: str
+    message: str
+    weight: int
+
+
+def effective_rules(overrides: dict[str, dict] | None = None) -> dict[str, dict | None]:
+    """Defaults with an org's settings on top; a disabled rule maps to None."""
+    out: dict[str, dict | None] = {k: dict(v) for k, v in DEFAULT_AUDIT_RULES.items()}
+    for code, setting in (overrides or {}).items():
+        if setting is None or not setting.get("enabled", True):
+            out[code] = None
+        else:
+            base = dict(DEFAULT_AUDIT_RULES.get(code, {}))
+            base.update(setting.get("params", {}))
+            out[code] = base
+    return out
+
+
+def _pct_change_exceeds(amount: int, ref: int, pct: Decimal) -> Decimal | None:
+    """The change in percent when |amount − ref| > pct % of |ref| (ref ≠ 0), else None."""
+    if ref == 0:
+        return None
+    change = Decimal(amount - ref) * 100 / abs(Decimal(ref))
+    return change if abs(change) > pct else None
+
+
+def _yuan(fen: int) -> str:
+    return f"{Decimal(fen).scaleb(-2):.2f}"
+
+
+def audit_bill(facts: BillFacts, rules: dict[str, dict | None]) -> list[Flag]:
+    """The flags a bill raises under `rules` (from `effective_rules`)."""
+    flags: list[Flag] = []
+    residential = facts.usage_category == "residential"
+
+    def add(code: str, message: str) -> None:
+        flags.append(Flag(code, message, RULE_WEIGHTS.get(code, 10)))
+
+    for code, ref, what in (
+        ("change_last_month", facts.last_amount_fen, "上月"),
+        ("change_last_year", facts.last_year_amount_fen, "去年同期"),
+    ):
+        params = rules.get(code)
+        if params is None or ref is None:
+            continue
+        pct = Decimal(str(params["residential_pct" if residential else "other_pct"]))
+        change = _pct_change_exceeds(facts.amount_fen, ref, pct)
+        if change is not None:
+            add(code, f"较{what} {_yuan(ref)} 元变化 {change:+.1f}%(阈值 ±{pct}%)")
+    if rules.get("zero_bill") is not None and facts.amount_fen == 0:
+        add("zero_bill", "运行计量点电费为零")
+    if rules.get("negative") is not None and (facts.amount_fen < 0 or facts.negative_line):
+        add("negative", "账单或明细为负")
+    large = rules.get("large_bill")
+    if large is not None and facts.usage_category in large:
+        limit = Decimal(str(large[facts.usage_category])) * 100
+        if facts.amount_fen > limit:
+            add("large_bill", f"电费超过 {large[facts.usage_category]} 元")
+    if rules.get("tariff_change") is not None and facts.changed_in_period:
+        add("tariff_change", "本期电价、倍率、容量或类别有变更,分段计费")
+    if rules.get("new_customer") is not None and facts.first_bill:
+        add("new_customer", "首次计费")
+    if rules.get("estimated") is not None and facts.estimated:
+        add("estimated", "本期为估抄电量")
+    low = rules.get("low_pf")
+    if low is not None and facts.pf_hundredths is not None:
+        below = int(Decimal(str(low["below"])) * 100)
+        if facts.pf_hundredths < below:
+            add("low_pf", f"功率因数 {facts.pf_hundredths / 100:.2f} 低于 {low['below']}")
+    over = rules.get("demand_over")
+    if over is not None and facts.max_demand_e4 is not None and facts.contract_demand_e4:
+        ratio = Decimal(str(over["ratio"]))
+        if Decimal(facts.max_demand_e4) > ratio * facts.contract_demand_e4:
+            add("demand_over", f"最大需量超过合同需量的 {ratio} 倍")
+    if (
+        rules.get("basic_no_energy") is not None
+        and facts.basic_fen > 0
+        and facts.energy_e4 == 0
+        and facts.last_energy_e4 == 0
+    ):
+        add("basic_no_energy", "连续两月有基本电费而无电量(疑似未办暂停)")
+    return flags
+
+
+def risk_score(flags: Sequence[Flag], amount_fen: int) -> int:
+    """Sort key of the audit queue: rule weights, plus a little for the size of the bill."""
+    if not flags:
+        return 0
+    size = min(20, max(0, len(str(abs(amount_fen))) - 4) * 4)  # ≥ 100 元 starts to count
+    return min(32767, sum(f.weight for f in flags) + size)
+
+
+# --- mid-period changes (DOMAIN §1) ---------------------------------------------------------------
+def split_period(period: Period, change_days: Iterable[date]) -> list[Period]:
+    """`period` cut at each change day strictly inside it, in order."""
+    cuts = sorted({d for d in change_days if period.start < d < period.end})
+    out, start = [], period.start
+    for d in cuts:
+        out.append(Period(start, d))
+        start = d
+    out.append(Period(start, period.end))
+    return out
+
+
+def split_pro_rata(total: Decimal, segments: Sequence[Period]) -> list[Decimal]:
+    """Energy split by days, each part half-up to 0.0001, the residue on the last segment so
+    the parts sum to the total exactly (`price_change_split = pro_rata_days`)."""
+    days = sum(s.days for s in segments)
+    if len(segments) == 1 or days == 0:
+        return [total] + [ZERO] * (len(segments) - 1)
+    parts = [(total * s.days / days).quantize(Q4, rounding=ROUND_HALF_UP) for s in segments[:-1]]
+    parts.append(total - sum(parts, ZERO))
+    return parts
+
+
+def split_mixed_use(*, kwh: Decimal, fixed_kwh: Decimal = ZERO, ratio: Decimal = ZERO) -> tuple:
+    """定比定量: (fixed part, ratio part, main-tariff rest). Fixed first (capped at the total),
+    then the ratio of the remainder (half-up to 0.0001).
+
+    10,000 kWh, 500 fixed, 20 % → (500, 1,900, 7,600).
+    """
+    fixed = min(fixed_kwh, kwh)
+    rest = kwh - fixed
+    by_ratio = (rest * ratio).quantize(Q4, rounding=ROUND_HALF_UP)
+    return fixed, by_ratio, rest - by_ratio
+
+
+class NegativeMainEnergy(ValueError):
+    """Main meter energy below the sum of its sub-meters: a reading exception, never a credit."""
+
+
+def main_meter_energy(*, main_kwh: Decimal, sub_kwh: Iterable[Decimal]) -> Decimal:
+    """Nested meters (套表): main − Σ sub (each sub already × its own multiplier)."""
+    net = main_kwh - sum(sub_kwh, ZERO)
+    if net < 0:
+        raise NegativeMainEnergy(f"main meter {main_kwh} kWh is below its sub-meters' {main_kwh - net} kWh")
+    return net
+
+
+# --- issue and numbering --------------------------------------------------------------------------
+def due_date(*, issued_on: date, payment_term_days: int) -> date:
+    return issued_on + timedelta(days=payment_term_days)
+
+
+def bill_number(*, period_start: date, point_id: int) -> str:
+    """Deterministic: a rerun of the same month gives the same point the same number."""
+    return f"B{period_start:%Y%m}{point_id:010d}"
+
+
+# --- corrections (DOMAIN §4.4) -------------------------------------------------------------------
+def correction_lines(
+    original: Sequence[tuple[str, Decimal, Decimal]], corrected: Sequence[tuple[str, Decimal, Decimal]]
+) -> list[tuple[str, Decimal, Decimal]]:
+    """Line-by-line difference (code, quantity, amount) of two ratings of the same period.
+
+    Both bills are whole re-ratings, so the difference is never a repricing of the delta.
+    """
+    out: dict[str, list[Decimal]] = {}
+    order: list[str] = []
+    for sign, lines in ((-1, original), (1, corrected)):
+        for code, q, a in lines:
+            if code not in out:
+                out[code] = [ZERO, ZERO]
+                order.append(code)
+            out[code][0] += sign * q
+            out[code][1] += sign * a
+    return [(c, out[c][0], out[c][1]) for c in order if out[c][0] != 0 or out[c][1] != 0]

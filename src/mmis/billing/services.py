@@ -1,0 +1,900 @@
+"""Billing use cases: plan and run a billing month, audit, release, corrections (退补).
+
+A run is split into partitions (one per reading book); `process_partition` is the one code path
+for the in-process mode and for Celery workers. It reads its inputs set-based, rates them in one
+vectorised pass per tariff group, audits them and writes in ONE transaction: delete what it (or an
+earlier run) left for its points this month, except issued bills, then insert. So a rerun replaces
+exactly its own output, a killed attempt leaves nothing behind, and an issued bill is never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from mmis.billing import calc, rules, writer
+from mmis.billing.inputs import PointReading, TariffVersion, source
+from mmis.billing.models import (
+    AuditRule,
+    Bill,
+    BillingRun,
+    BillLine,
+    Correction,
+    RunPartition,
+    RunTariff,
+)
+from mmis.common.errors import FieldError, InvalidInput
+from mmis.common.periods import Period
+from mmis.customers.models import MeteringPoint
+from mmis.org import audit
+from mmis.org.models import Org, User
+
+log = logging.getLogger(__name__)
+
+PARTITION_MAX_POINTS = 5000
+PAYMENT_TERM_DEFAULT_DAYS = {"residential": 20, "agricultural": 20, "general_ci": 15, "large_industry": 10}
+
+
+class UnableToPlanRun(InvalidInput):
+    pass
+
+
+class UnableToAuditBill(InvalidInput):
+    pass
+
+
+class UnableToReleaseBill(InvalidInput):
+    pass
+
+
+class UnableToCorrectBill(InvalidInput):
+    pass
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- planning -------------------------------------------------------------------------------------
+def plan_run(
+    *,
+    org: Org,
+    month: Period,
+    actor: User | None,
+    at: datetime,
+    book_codes: list[str] | None = None,
+    mode: str = BillingRun.Mode.IN_PROCESS,
+) -> BillingRun:
+    """A run for the active metering points under `org` (optionally only those books), split into
+    partitions of one reading book each (large books in chunks)."""
+    errors = []
+    if not month.is_whole_month():
+        errors.append(FieldError("month", "a billing run covers one calendar month"))
+    points = MeteringPoint.objects.filter(org__path__startswith=org.path, status=MeteringPoint.Status.ACTIVE)
+    rows = list(points.values_list("id", "org_id", "reading_book_code").order_by("id"))
+    books = source().book_of_points(point_ids=None, org_path=org.path)
+    keyed: dict[str, list[int]] = defaultdict(list)
+    key_org: dict[str, int] = {}
+    wanted = set(book_codes or [])
+    for pid, org_id, own_book in rows:
+        book = books.get(pid) or own_book
+        if wanted and book not in wanted:
+            continue
+        key = book or f"org:{org_id}"
+        keyed[key].append(pid)
+        key_org.setdefault(key, org_id)
+    if wanted and not keyed:
+        errors.append(FieldError("book_codes", "no active metering point in these reading books"))
+    elif not keyed:
+        errors.append(FieldError("org", f"{org.name} has no active metering point"))
+    if errors:
+        raise UnableToPlanRun(errors)
+    with transaction.atomic():
+        run = BillingRun.objects.create(
+            org=org,
+            period_start=month.start,
+            period_end=month.end,
+            book_codes=sorted(wanted),
+            mode=mode,
+            created_by=actor if actor is not None and actor.pk else None,
+            created_at=at,
+            points_total=sum(len(v) for v in keyed.values()),
+        )
+        parts = []
+        for key in sorted(keyed):
+            ids = keyed[key]
+            for n, i in enumerate(range(0, len(ids), PARTITION_MAX_POINTS)):
+                chunk = ids[i : i + PARTITION_MAX_POINTS]
+                parts.append(
+                    RunPartition(
+                        run=run,
+                        key=key if n == 0 else f"{key}#{n + 1}",
+                        org_id=key_org[key],
+                        point_ids=chunk,
+                        points=len(chunk),
+                    )
+                )
+        RunPartition.objects.bulk_create(parts, batch_size=1000)
+        run.partitions_total = len(parts)
+        run.save(update_fields=["partitions_total"])
+        audit.record(
+            actor=actor,
+            action="billing.run.plan",
+            target=run,
+            after={"month": run.month_label, "books": sorted(wanted), "points": run.points_total},
+            at=at,
+        )
+    return run
+
+
+def pending_partitions(run: BillingRun) -> list[int]:
+    """Partitions not done yet (pending, failed, or left running by a worker that died)."""
+    return list(run.partitions.exclude(state=RunPartition.State.DONE).values_list("pk", flat=True))
+
+
+def run_in_process(run: BillingRun, *, progress: Callable[[RunPartition], None] | None = None) -> BillingRun:
+    """Every partition not done yet, here, one after the other (also how a killed run resumes)."""
+    for pid in pending_partitions(run):
+        p = process_partition(pid)
+        if progress:
+            progress(p)
+    run.refresh_from_db()
+    return run
+
+
+def dispatch(run: BillingRun) -> int:
+    """Queue the partitions not done yet as Celery tasks (eager, in-process, without a broker)."""
+    from mmis.billing.tasks import run_partition
+
+    ids = pending_partitions(run)
+    for pid in ids:
+        run_partition.delay(pid)
+    return len(ids)
+
+
+# --- one partition --------------------------------------------------------------------------------
+@dataclass
+class _Inputs:
+    points: list[calc.PointFile]
+    readings: dict[int, PointReading]
+    subs: dict[int, list[int]]
+    issued: set[int]
+    histories: dict[int, calc.History]
+
+
+def _month_before(p: Period, months: int) -> Period:
+    y, m = p.start.year, p.start.month - months
+    while m <= 0:
+        y, m = y - 1, m + 12
+    return Period.month(y, m)
+
+
+def _load(point_ids: list[int], month: Period) -> _Inputs:
+    cols = (
+        "id",
+        "org_id",
+        "customer_id",
+        "account_id",
+        "usage_category",
+        "tariff_code",
+        "multiplier",
+        "pf_standard",
+        "basic_charge_mode",
+        "contract_capacity_kva",
+        "contract_demand_kw",
+        "tier_persons",
+        "role",
+        "parent_id",
+        "energised_on",
+        "position",
+    )
+    points = [
+        calc.PointFile(*row)
+        for row in MeteringPoint.objects.filter(pk__in=point_ids).order_by("pk").values_list(*cols)
+    ]
+    subs: dict[int, list[int]] = defaultdict(list)
+    for sid, parent in MeteringPoint.objects.filter(
+        parent_id__in=point_ids, role=MeteringPoint.Role.SUB, status=MeteringPoint.Status.ACTIVE
+    ).values_list("id", "parent_id"):
+        subs[parent].append(sid)
+    wanted = sorted(set(point_ids) | {s for v in subs.values() for s in v})
+    readings = source().billing_inputs(point_ids=wanted, period=month)
+    in_month = Q(period_start__gte=month.start, period_start__lt=month.end)
+    issued = set(
+        Bill.objects.filter(
+            in_month, point_id__in=point_ids, state__in=[Bill.State.ISSUED, Bill.State.SETTLED]
+        ).values_list("point_id", flat=True)
+    )
+    prev, last_year = _month_before(month, 1), _month_before(month, 12)
+    hist: dict[int, dict[str, Any]] = defaultdict(dict)
+    live = Bill.objects.filter(point_id__in=point_ids).exclude(state=Bill.State.RETURNED)
+    for pid, start, amount, energy in live.filter(
+        Q(period_start__gte=prev.start, period_start__lt=prev.end)
+        | Q(period_start__gte=last_year.start, period_start__lt=last_year.end)
+    ).values_list("point_id", "period_start", "amount", "energy_kwh"):
+        if start >= prev.start:
+            hist[pid]["last_amount_fen"] = int(amount * 100)
+            hist[pid]["last_energy_e4"] = int(energy * 10000)
+        else:
+            hist[pid]["last_year_amount_fen"] = int(amount * 100)
+    earlier = set(live.filter(period_start__lt=month.start).values_list("point_id", flat=True).distinct())
+    ytd: dict[int, int] = {}
+    tier_year = date(month.start.year, 1, 1)
+    if month.start > tier_year:
+        for pid, total in (
+            live.filter(period_start__gte=tier_year, period_start__lt=month.start)
+            .values("point_id")
+            .annotate(s=Sum("energy_kwh"))
+            .values_list("point_id", "s")
+        ):
+            ytd[pid] = int((total or 0) * 10000)
+    histories = {
+        p.id: calc.History(has_earlier_bill=p.id in earlier, ytd_e4=ytd.get(p.id, 0), **hist.get(p.id, {}))
+        for p in points
+    }
+    return _Inputs(points, readings, subs, issued, histories)
+
+
+class _Tariffs:
+    """Tariff versions in force per (org, day), cached; the spans of a code over a period."""
+
+    def __init__(self) -> None:
+        self.by_day: dict[tuple[int, date], dict[str, TariffVersion]] = {}
+        self.spans: dict[tuple[int, str, Period], list | None] = {}
+        self.orgs: dict[int, Org] = {}
+        self.used: dict[int, TariffVersion] = {}
+
+    def in_force(self, org_id: int, on: date) -> dict[str, TariffVersion]:
+        key = (org_id, on)
+        if key not in self.by_day:
+            org = self.orgs.get(org_id) or Org.objects.get(pk=org_id)
+            self.orgs[org_id] = org
+            self.by_day[key] = source().tariffs_in_force(org=org, on=on)
+        return self.by_day[key]
+
+    def versions_at(self, org_id: int, code: str, period: Period) -> list | None:
+        key = (org_id, code, period)
+        if key in self.spans:
+            return self.spans[key]
+        spans: list[tuple[Period, TariffVersion]] | None = []
+        cur = period.start
+        while cur < period.end:
+            v = self.in_force(org_id, cur).get(code)
+            if v is None:
+                spans = None
+                break
+            end = min(v.effective_to or period.end, period.end)
+            if end <= cur:
+                end = period.end
+            spans.append((Period(cur, end), v))
+            self.used[v.version_id] = v
+            cur = end
+        self.spans[key] = spans
+        return spans
+
+
+def audit_rules_for(org: Org, on: date) -> dict:
+    """Rule settings in force at `org` on `on`: per code, the nearest org up the tree wins."""
+    paths = org.ancestor_paths()
+    depth_of = {p: i for i, p in enumerate(paths)}  # 0 = the org itself
+    best: dict[str, tuple[int, date, AuditRule]] = {}
+    for r in AuditRule.objects.filter(org__path__in=paths, effective_from__lte=on).select_related("org"):
+        d = depth_of[r.org.path]
+        cur = best.get(r.code)
+        if cur is None or d < cur[0] or (d == cur[0] and r.effective_from > cur[1]):
+            best[r.code] = (d, r.effective_from, r)
+    overrides = {code: {"enabled": r.enabled, "params": r.params} for code, (_, _, r) in best.items()}
+    return overrides
+
+
+def process_partition(partition_id: int, *, worker: str | None = None) -> RunPartition:
+    """Calculate one partition (idempotent: rerunning replaces its own bills)."""
+    worker = worker or worker_name()
+    with transaction.atomic():
+        p = RunPartition.objects.select_for_update().select_related("run").get(pk=partition_id)
+        if p.state == RunPartition.State.DONE:
+            return p
+        p.state = RunPartition.State.RUNNING
+        p.attempt += 1
+        p.worker = worker[:100]
+        p.started_at = timezone.now()
+        p.error = ""
+        p.save(update_fields=["state", "attempt", "worker", "started_at", "error"])
+        BillingRun.objects.filter(pk=p.run_id, state=BillingRun.State.PLANNED).update(
+            state=BillingRun.State.RUNNING, started_at=timezone.now()
+        )
+    t0 = time.perf_counter()
+    try:
+        result = _calculate(p)
+        with transaction.atomic():
+            locked = RunPartition.objects.select_for_update().get(pk=partition_id)
+            if locked.state == RunPartition.State.DONE:  # another worker finished it meanwhile
+                return locked
+            _write(locked, result)
+            locked.state = RunPartition.State.DONE
+            locked.finished_at = timezone.now()
+            locked.seconds = time.perf_counter() - t0
+            for k, v in result.counters.items():
+                setattr(locked, k, v)
+            locked.save()
+        p = locked
+    except Exception as exc:
+        log.exception("billing partition %s failed", partition_id)
+        with transaction.atomic():
+            RunPartition.objects.filter(pk=partition_id).update(
+                state=RunPartition.State.FAILED,
+                error=f"{type(exc).__name__}: {exc}"[:2000],
+                finished_at=timezone.now(),
+            )
+        p.refresh_from_db()
+    refresh_run(p.run_id)
+    return p
+
+
+@dataclass
+class _Result:
+    bills: list[calc.BillResult]
+    set_aside: list[calc.SetAside]
+    versions: dict[int, TariffVersion]
+    counters: dict[str, Any]
+
+
+def _calculate(p: RunPartition) -> _Result:
+    run = p.run
+    month = run.period
+    inp = _load(list(p.point_ids), month)
+    tariffs = _Tariffs()
+    bills: list[calc.BillResult] = []
+    aside: list[calc.SetAside] = []
+    skipped = 0
+    for point in inp.points:
+        if point.id in inp.issued:
+            skipped += 1
+            continue
+        reading = inp.readings.get(point.id) or PointReading(point.id, reason="no_reading")
+        subs = [
+            inp.readings.get(s) or PointReading(s, reason="no_reading") for s in inp.subs.get(point.id, ())
+        ]
+        out = calc.prepare(
+            point=point,
+            reading=reading,
+            month=month,
+            versions_at=tariffs.versions_at,
+            history=inp.histories[point.id],
+            sub_kwh=subs,
+        )
+        (aside if isinstance(out, calc.SetAside) else bills).append(out)  # type: ignore[arg-type]
+    calc.rate_all(bills)
+    rule_cache: dict[int, dict] = {}
+    by_org: dict[int, list[calc.BillResult]] = defaultdict(list)
+    for b in bills:
+        by_org[b.point.org_id].append(b)
+    for org_id, group in by_org.items():
+        if org_id not in rule_cache:
+            org = tariffs.orgs.get(org_id) or Org.objects.get(pk=org_id)
+            rule_cache[org_id] = rules.effective_rules(audit_rules_for(org, month.start))
+        calc.audit_all(group, inp.histories, rule_cache[org_id])
+    counters = {
+        "bills": len(bills),
+        "exceptions": len(aside),
+        "flagged": sum(1 for b in bills if b.flags),
+        "skipped_issued": skipped,
+        "energy_kwh": Decimal(sum(b.energy_e4 for b in bills)).scaleb(-4),
+        "amount": Decimal(sum(b.total_fen for b in bills)).scaleb(-2),
+    }
+    return _Result(bills, aside, tariffs.used, counters)
+
+
+def _write(p: RunPartition, result: _Result) -> None:
+    run = p.run
+    writer.delete_partition_drafts(p.pk, list(p.point_ids), run.period_start, run.period_end)
+    existing = set(RunTariff.objects.filter(run=run).values_list("version_id", flat=True))
+    RunTariff.objects.bulk_create(
+        [
+            RunTariff(
+                run=run,
+                version_id=v.version_id,
+                code=v.code,
+                label=v.label,
+                effective_from=v.effective_from,
+                tariff=v.tariff.to_dict(),
+            )
+            for vid, v in result.versions.items()
+            if vid not in existing
+        ],
+        ignore_conflicts=True,
+    )
+    ids = writer.reserve_bill_ids(len(result.bills))
+    dumps = writer.dumps
+    bill_rows, line_rows, flag_rows = [], [], []
+    for i, b in enumerate(result.bills):
+        ref = ids[i] if ids else i
+        last = b.segments[-1].version
+        bill_rows.append(
+            (
+                ids[i] if ids else None,
+                rules.bill_number(period_start=run.period_start, point_id=b.point.id),
+                run.pk,
+                p.pk,
+                b.point.org_id,
+                b.point.customer_id,
+                b.point.account_id,
+                b.point.id,
+                b.period.start.isoformat(),
+                b.period.end.isoformat(),
+                b.point.tariff_code,
+                last.version_id,
+                Bill.State.CALCULATED.value,
+                calc.fmt4(b.energy_e4),
+                calc.fmt2(b.total_fen),
+                b.reading.estimated,
+                len(b.segments) > 1,
+                b.risk,
+                dumps([f.code for f in b.flags]),
+                dumps(calc.build_trace(b)),
+                "",
+            )
+        )
+        for seq, (seg, code, q, price, amount) in enumerate(b.lines):
+            line_rows.append((ref, seq, seg, code, calc.fmt4(q), price, calc.fmt2(amount)))
+        for f in b.flags:
+            flag_rows.append((ref, f.code, f.message[:200], f.weight))
+    exc_rows = [(run.pk, p.pk, s.point_id, s.reason[:30], s.message[:300]) for s in result.set_aside]
+    writer.write_bills(bill_rows, line_rows, flag_rows, exc_rows)
+
+
+def refresh_run(run_id: int) -> BillingRun:
+    """Run counters from its partitions; calculated once every partition is done."""
+    with transaction.atomic():
+        run = BillingRun.objects.select_for_update().get(pk=run_id)
+        agg = run.partitions.aggregate(
+            bills=Sum("bills"),
+            exceptions=Sum("exceptions"),
+            flagged=Sum("flagged"),
+            skipped=Sum("skipped_issued"),
+            energy=Sum("energy_kwh"),
+            amount=Sum("amount"),
+        )
+        states = dict(
+            run.partitions.values_list("state").annotate(n=models_count()).values_list("state", "n")
+        )
+        done = states.get(RunPartition.State.DONE, 0)
+        run.partitions_done = done
+        run.partitions_failed = states.get(RunPartition.State.FAILED, 0)
+        run.bills = agg["bills"] or 0
+        run.exceptions = agg["exceptions"] or 0
+        run.flagged = agg["flagged"] or 0
+        run.skipped_issued = agg["skipped"] or 0
+        run.energy_kwh = agg["energy"] or 0
+        run.amount = agg["amount"] or 0
+        if done == run.partitions_total and run.state in (BillingRun.State.PLANNED, BillingRun.State.RUNNING):
+            run.state = BillingRun.State.CALCULATED
+            run.finished_at = timezone.now()
+        elif done < run.partitions_total and run.state == BillingRun.State.CALCULATED:
+            run.state = BillingRun.State.RUNNING
+        run.save()
+    return run
+
+
+def models_count():
+    from django.db.models import Count
+
+    return Count("id")
+
+
+def retry_partition(*, partition: RunPartition, actor: User | None, at: datetime) -> RunPartition:
+    """Recalculate one partition (for instance after readings were corrected)."""
+    with transaction.atomic():
+        RunPartition.objects.filter(pk=partition.pk).update(state=RunPartition.State.PENDING)
+        audit.record(
+            actor=actor, action="billing.partition.retry", target=partition.run, reason=partition.key, at=at
+        )
+    return process_partition(partition.pk)
+
+
+# --- audit (电费审核) -----------------------------------------------------------------------------
+def _audit_target(bill_ids: list[int]) -> list[Bill]:
+    return list(Bill.objects.select_for_update().filter(pk__in=bill_ids).order_by("pk"))
+
+
+def approve_bills(*, bill_ids: list[int], actor: User, at: datetime, note: str = "") -> int:
+    """calculated → audited, for every listed bill (all or nothing)."""
+    with transaction.atomic():
+        bills = _audit_target(bill_ids)
+        bad = [b.number for b in bills if b.state != Bill.State.CALCULATED]
+        if len(bills) != len(set(bill_ids)):
+            raise UnableToAuditBill([FieldError("bill_ids", "some bills do not exist")])
+        if bad:
+            raise UnableToAuditBill([FieldError("bill_ids", f"not waiting for audit: {', '.join(bad[:10])}")])
+        Bill.objects.filter(pk__in=bill_ids).update(state=Bill.State.AUDITED, audited_by=actor, audited_at=at)
+        for b in bills:
+            audit.record(actor=actor, action="bill.approve", target=b, reason=note, at=at)
+    return len(bills)
+
+
+def approve_clean(
+    *, run: BillingRun, actor: User, at: datetime, partition: RunPartition | None = None
+) -> int:
+    """Bulk approval of every unflagged calculated bill of the run (or one partition)."""
+    qs = Bill.objects.filter(run=run, state=Bill.State.CALCULATED, risk=0)
+    if partition is not None:
+        qs = qs.filter(partition=partition)
+    with transaction.atomic():
+        n = qs.update(state=Bill.State.AUDITED, audited_by=actor, audited_at=at)
+        audit.record(
+            actor=actor,
+            action="billing.run.approve_clean",
+            target=run,
+            after={"bills": n, "partition": partition.key if partition else None},
+            at=at,
+        )
+    return n
+
+
+def return_bill(*, bill: Bill, actor: User, at: datetime, reason: str) -> Bill:
+    """Send back for re-reading: the bill leaves the queue; a rerun of its partition replaces it."""
+    if not reason.strip():
+        raise UnableToAuditBill([FieldError("reason", "is required")])
+    with transaction.atomic():
+        b = Bill.objects.select_for_update().get(pk=bill.pk)
+        if b.state not in (Bill.State.CALCULATED, Bill.State.AUDITED):
+            raise UnableToAuditBill([FieldError("state", f"bill {b.number} is {b.get_state_display()}")])
+        b.state = Bill.State.RETURNED
+        b.return_reason = reason[:200]
+        b.audited_by, b.audited_at = actor, at
+        b.save(update_fields=["state", "return_reason", "audited_by", "audited_at"])
+        audit.record(actor=actor, action="bill.return", target=b, reason=reason, at=at)
+    return b
+
+
+def recalculate_bill(*, bill: Bill, usage: dict[str, Any], actor: User, at: datetime, reason: str) -> Bill:
+    """Auditor's correction of a not-issued bill: new inputs (kwh, tou, kvarh, max demand) for the
+    whole period, re-rated with the same tariff versions; the bill stays in the audit queue."""
+    if not reason.strip():
+        raise UnableToAuditBill([FieldError("reason", "is required")])
+    with transaction.atomic():
+        b = Bill.objects.select_for_update().get(pk=bill.pk)
+        if b.state not in (Bill.State.CALCULATED, Bill.State.AUDITED):
+            raise UnableToAuditBill(
+                [FieldError("state", f"bill {b.number} cannot be changed: {b.get_state_display()}")]
+            )
+        trace, total, lines = _rerate(b, usage)
+        before = {"amount": str(b.amount), "energy_kwh": str(b.energy_kwh)}
+        BillLine.objects.filter(bill=b).delete()
+        BillLine.objects.bulk_create(
+            BillLine(bill=b, seq=i, segment=seg, code=code, quantity=q, price=price, amount=amount)
+            for i, (seg, code, q, price, amount) in enumerate(lines)
+        )
+        b.trace = trace
+        b.amount = total
+        b.energy_kwh = sum((Decimal(s["kwh"]) for s in trace["seg"]), Decimal(0))
+        b.state = Bill.State.CALCULATED
+        b.flags = sorted({*b.flags, "manual_correction"})
+        b.save()
+        audit.record(
+            actor=actor,
+            action="bill.correct",
+            target=b,
+            before=before,
+            after={"amount": str(total), "energy_kwh": str(b.energy_kwh)},
+            reason=reason,
+            at=at,
+        )
+    return b
+
+
+def run_versions(run_id: int) -> dict[int, TariffVersion]:
+    from mmis.rating.tariff import parse_tariff
+
+    out = {}
+    for rt in RunTariff.objects.filter(run_id=run_id):
+        out[rt.version_id] = TariffVersion(
+            version_id=rt.version_id,
+            code=rt.code,
+            label=rt.label,
+            effective_from=rt.effective_from or date(2000, 1, 1),
+            effective_to=None,
+            tariff=parse_tariff(rt.tariff),
+        )
+    return out
+
+
+def _corrected_trace(trace: dict, usage: dict[str, Any]) -> dict:
+    """The trace with new period inputs, split over the same segments pro rata by days."""
+    import copy
+
+    new = copy.deepcopy(trace)
+    segs = new["seg"]
+    periods = [Period(date.fromisoformat(s["start"]), date.fromisoformat(s["end"])) for s in segs]
+
+    def split(total: Decimal) -> list[Decimal]:
+        return rules.split_pro_rata(total, periods)
+
+    if usage.get("tou"):
+        tou = {k: Decimal(str(v)) for k, v in usage["tou"].items()}
+        parts = {k: split(v) for k, v in tou.items()}
+        for i, s in enumerate(segs):
+            s["tou"] = {k: calc.fmt4(calc.to_scaled(parts[k][i])) for k in tou}
+            s["kwh"] = calc.fmt4(sum(calc.to_scaled(parts[k][i]) for k in tou))
+    elif "kwh" in usage:
+        for s, part in zip(segs, split(Decimal(str(usage["kwh"]))), strict=True):
+            s["kwh"] = calc.fmt4(calc.to_scaled(part))
+    if "kvarh" in usage:
+        for s, part in zip(segs, split(Decimal(str(usage["kvarh"]))), strict=True):
+            s["kvarh"] = calc.fmt4(calc.to_scaled(part))
+    if "max_demand_kw" in usage:
+        for s in segs:
+            s["md"] = calc.fmt4(calc.to_scaled(Decimal(str(usage["max_demand_kw"]))))
+    ytd = Decimal(segs[0]["ytd"])
+    for s in segs:  # chained segments occupy consecutive bands
+        if s["ch"] or Decimal(s["ytd"]):
+            s["ytd"] = calc.fmt4(calc.to_scaled(ytd))
+        ytd += Decimal(s["kwh"])
+    new["corrected"] = {k: str(v) if not isinstance(v, dict) else v for k, v in usage.items()}
+    return new
+
+
+def _validate_usage(usage: Any) -> dict[str, Any]:
+    errors = []
+    if not isinstance(usage, dict) or not usage:
+        raise InvalidInput([FieldError("usage", "give the corrected kwh (or tou), kvarh or max_demand_kw")])
+    out: dict[str, Any] = {}
+    for key in ("kwh", "kvarh", "max_demand_kw"):
+        if key in usage and usage[key] not in (None, ""):
+            try:
+                v = Decimal(str(usage[key]))
+                if v < 0 or v != v.quantize(Decimal("0.0001")):
+                    raise ValueError
+                out[key] = v
+            except (ValueError, ArithmeticError):
+                errors.append(FieldError(f"usage.{key}", "must be a number ≥ 0 with at most 4 decimals"))
+    if usage.get("tou"):
+        tou = {}
+        for k, v in usage["tou"].items():
+            try:
+                tou[k] = Decimal(str(v))
+            except ArithmeticError:
+                errors.append(FieldError(f"usage.tou.{k}", "must be a number"))
+        out["tou"] = tou
+    if errors:
+        raise InvalidInput(errors)
+    if not out:
+        raise InvalidInput([FieldError("usage", "give the corrected kwh (or tou), kvarh or max_demand_kw")])
+    return out
+
+
+def _rerate(b: Bill, usage: dict[str, Any]) -> tuple[dict, Decimal, list[tuple]]:
+    usage = _validate_usage(usage)
+    trace = _corrected_trace(b.trace, usage)
+    results = calc.scalar_rate(trace, run_versions(b.run_id))
+    lines = [
+        (seg, line.code, line.quantity, line.price, line.amount) for seg, r in results for line in r.lines
+    ]
+    total = sum((r.total for _, r in results), Decimal("0.00"))
+    return trace, total, lines
+
+
+# --- release (发行) -------------------------------------------------------------------------------
+def payment_term_days(*, org: Org, usage_category: str, on: date) -> int:
+    setting = audit_rules_for(org, on).get("payment_term_days")
+    if setting and setting.get("enabled", True):
+        params = setting.get("params", {})
+        if usage_category in params:
+            return int(params[usage_category])
+        if "default" in params:
+            return int(params["default"])
+    return PAYMENT_TERM_DEFAULT_DAYS.get(usage_category, 15)
+
+
+def release_bill(*, bill_id: int, actor: User, at: datetime) -> Bill:
+    """audited → issued: fix the due date, post the charge to the ledger, queue the notice."""
+    with transaction.atomic():
+        b = Bill.objects.select_for_update().select_related("point", "org", "account").get(pk=bill_id)
+        if b.state != Bill.State.AUDITED:
+            raise UnableToReleaseBill(
+                [FieldError("state", f"bill {b.number} is {b.get_state_display()}, not audited")]
+            )
+        days = payment_term_days(org=b.org, usage_category=b.point.usage_category, on=at.date())
+        b.due_date = rules.due_date(issued_on=timezone.localdate(at), payment_term_days=days)
+        b.state = Bill.State.ISSUED
+        b.issued_by, b.issued_at = actor, at
+        b.save(update_fields=["due_date", "state", "issued_by", "issued_at"])
+        lines = [
+            {"code": ln.code, "quantity": ln.quantity, "price": ln.price, "amount": ln.amount}
+            for ln in b.lines.all()
+        ]
+        source().post_charge(
+            account=b.account,
+            amount=b.amount,
+            source_type="billing.bill",
+            source_id=b.pk,
+            document_no=b.number,
+            due_date=b.due_date,
+            at=at,
+            actor=actor,
+            lines=lines,
+        )
+        audit.record(actor=actor, action="bill.release", target=b, after={"due_date": b.due_date}, at=at)
+        bill_pk = b.pk
+    transaction.on_commit(lambda: _notice(bill_pk, at))
+    return b
+
+
+def _notice(bill_id: int, at: datetime) -> None:
+    b = Bill.objects.select_related("account", "customer").get(pk=bill_id)
+    try:
+        source().queue_notice(
+            account=b.account,
+            kind="bill_issued",
+            subject=f"电费账单 {b.period_start:%Y年%m月}",
+            body=(
+                f"尊敬的{b.customer.name}:您{b.period_start:%Y年%m月}电量 "
+                f"{b.energy_kwh.normalize():f} 千瓦时,"
+                f"电费 {b.amount} 元,请于 {b.due_date:%Y年%m月%d日} 前缴纳。账单号 {b.number}。"
+            ),
+            source_type="billing.bill",
+            source_id=b.pk,
+            at=at,
+        )
+    except Exception:  # a notice never undoes a release
+        log.exception("could not queue the notice of bill %s", b.number)
+
+
+def release_run(*, run: BillingRun, actor: User, at: datetime) -> int:
+    """Release every audited bill of the run (each in its own transaction: a failure stops the
+    loop, what was released stays released and a rerun continues)."""
+    n = 0
+    for bill_id in Bill.objects.filter(run=run, state=Bill.State.AUDITED).values_list("pk", flat=True):
+        release_bill(bill_id=bill_id, actor=actor, at=at)
+        n += 1
+    refresh_release_state(run)
+    audit.record(actor=actor, action="billing.run.release", target=run, after={"bills": n}, at=at)
+    return n
+
+
+def refresh_release_state(run: BillingRun) -> BillingRun:
+    with transaction.atomic():
+        r = BillingRun.objects.select_for_update().get(pk=run.pk)
+        issued = Bill.objects.filter(run=r, state__in=[Bill.State.ISSUED, Bill.State.SETTLED]).count()
+        open_ = Bill.objects.filter(run=r, state__in=[Bill.State.CALCULATED, Bill.State.AUDITED]).count()
+        r.released_bills = issued
+        if issued and r.state in (BillingRun.State.CALCULATED, BillingRun.State.PARTIALLY_RELEASED):
+            r.state = BillingRun.State.RELEASED if open_ == 0 else BillingRun.State.PARTIALLY_RELEASED
+        r.save(update_fields=["released_bills", "state"])
+    return r
+
+
+# --- corrections (退补) --------------------------------------------------------------------------
+CORRECTION_MANAGER_LIMIT = Decimal("5000.00")  # above this, a manager approves (DOMAIN §4.4 levels)
+
+
+def _next_correction_number(at: datetime) -> str:
+    prefix = f"TB{at:%Y%m}"
+    last = (
+        Correction.objects.filter(number__startswith=prefix)
+        .order_by("-number")
+        .values_list("number", flat=True)
+    )
+    n = int(last[0][len(prefix) :]) + 1 if last else 1
+    return f"{prefix}{n:06d}"
+
+
+def request_correction(
+    *, bill: Bill, reason: str, usage: dict[str, Any], actor: User, at: datetime, note: str = ""
+) -> Correction:
+    """A credit or debit document against an issued bill: the whole period re-rated with the
+    corrected inputs and the same tariff versions; the difference of the two results is billed."""
+    errors = []
+    if reason not in Correction.Reason.values:
+        errors.append(FieldError("reason", f"must be one of {', '.join(Correction.Reason.values)}"))
+    if bill.state not in (Bill.State.ISSUED, Bill.State.SETTLED):
+        errors.append(FieldError("bill", f"bill {bill.number} is not issued: correct it in the audit queue"))
+    if errors:
+        raise UnableToCorrectBill(errors)
+    trace, total, lines = _rerate(bill, usage)
+    original = [(ln.code, ln.quantity, ln.amount) for ln in bill.lines.order_by("seq")]
+    diff = rules.correction_lines(original, [(c, q, a) for _, c, q, _, a in lines])
+    amount = total - bill.amount
+    if amount == 0:
+        raise UnableToCorrectBill(
+            [FieldError("usage", "the corrected inputs give the same bill: nothing to correct")]
+        )
+    with transaction.atomic():
+        c = Correction.objects.create(
+            number=_next_correction_number(at),
+            bill=bill,
+            org=bill.org,
+            kind=Correction.Kind.DEBIT if amount > 0 else Correction.Kind.CREDIT,
+            reason=reason,
+            note=note[:300],
+            original_usage={"seg": bill.trace["seg"]},
+            corrected_usage={"seg": trace["seg"], "input": trace.get("corrected")},
+            original_amount=bill.amount,
+            corrected_amount=total,
+            amount=amount,
+            lines=[{"code": code, "quantity": str(q), "amount": str(a)} for code, q, a in diff],
+            requested_by=actor,
+            requested_at=at,
+        )
+        audit.record(actor=actor, action="correction.request", target=c, after={"amount": str(amount)}, at=at)
+    return c
+
+
+def approve_correction(*, correction: Correction, actor: User, at: datetime, note: str = "") -> Correction:
+    with transaction.atomic():
+        c = (
+            Correction.objects.select_for_update()
+            .select_related("bill", "bill__account", "bill__point")
+            .get(pk=correction.pk)
+        )
+        if c.state != Correction.State.PENDING:
+            raise UnableToCorrectBill(
+                [FieldError("state", f"correction {c.number} is {c.get_state_display()}")]
+            )
+        if c.requested_by_id == actor.pk:
+            raise UnableToCorrectBill(
+                [FieldError("actor", "a correction is approved by someone other than its requester")]
+            )
+        if abs(c.amount) > CORRECTION_MANAGER_LIMIT and not actor.has_role("manager", "administrator"):
+            raise UnableToCorrectBill(
+                [FieldError("actor", f"above {CORRECTION_MANAGER_LIMIT} 元 a manager approves")]
+            )
+        days = payment_term_days(org=c.org, usage_category=c.bill.point.usage_category, on=at.date())
+        c.due_date = rules.due_date(issued_on=timezone.localdate(at), payment_term_days=days)
+        c.state = Correction.State.APPROVED
+        c.decided_by, c.decided_at, c.decision_note = actor, at, note[:200]
+        c.save()
+        source().post_adjustment(
+            account=c.bill.account,
+            amount=c.amount,
+            source_type="billing.correction",
+            source_id=c.pk,
+            document_no=c.number,
+            due_date=c.due_date,
+            at=at,
+            actor=actor,
+            reason=c.get_reason_display(),
+            original_source_type="billing.bill",
+            original_source_id=c.bill_id,
+        )
+        audit.record(
+            actor=actor, action="correction.approve", target=c, after={"amount": str(c.amount)}, at=at
+        )
+    return c
+
+
+def reject_correction(*, correction: Correction, actor: User, at: datetime, note: str) -> Correction:
+    if not note.strip():
+        raise UnableToCorrectBill([FieldError("note", "is required")])
+    with transaction.atomic():
+        c = Correction.objects.select_for_update().get(pk=correction.pk)
+        if c.state != Correction.State.PENDING:
+            raise UnableToCorrectBill(
+                [FieldError("state", f"correction {c.number} is {c.get_state_display()}")]
+            )
+        c.state = Correction.State.REJECTED
+        c.decided_by, c.decided_at, c.decision_note = actor, at, note[:200]
+        c.save()
+        audit.record(actor=actor, action="correction.reject", target=c, reason=note, at=at)
+    return c
+
+
+def stale_partitions(run: BillingRun, *, older_than: timedelta, now: datetime) -> list[int]:
+    """Partitions left `running` longer than `older_than` (their worker died)."""
+    return list(
+        run.partitions.filter(state=RunPartition.State.RUNNING, started_at__lt=now - older_than).values_list(
+            "pk", flat=True
+        )
+    )

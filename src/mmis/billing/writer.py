@@ -1,0 +1,162 @@
+"""Bulk writes of a partition's bills, lines, flags and exceptions: COPY on PostgreSQL (psycopg 3),
+batched inserts elsewhere. Bill ids are reserved from the sequence first so lines can point at them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.db import connection
+
+from mmis.billing.models import AuditFlag, Bill, BillLine, RunException
+
+BILL_COLUMNS = (
+    "id",
+    "number",
+    "run_id",
+    "partition_id",
+    "org_id",
+    "customer_id",
+    "account_id",
+    "point_id",
+    "period_start",
+    "period_end",
+    "tariff_code",
+    "tariff_version_id",
+    "state",
+    "energy_kwh",
+    "amount",
+    "estimated",
+    "prorated",
+    "risk",
+    "flags",
+    "trace",
+    "return_reason",
+)
+LINE_COLUMNS = ("bill_id", "seq", "segment", "code", "quantity", "price", "amount")
+FLAG_COLUMNS = ("bill_id", "code", "message", "weight")
+EXC_COLUMNS = ("run_id", "partition_id", "point_id", "reason", "message")
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def reserve_bill_ids(n: int) -> list[int]:
+    """n fresh ids for bills (PostgreSQL: from the table's sequence; others: after the max)."""
+    if n == 0:
+        return []
+    with connection.cursor() as cur:
+        if is_postgres():
+            cur.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                [Bill._meta.db_table, n],
+            )
+            return [r[0] for r in cur.fetchall()]
+    return []  # SQLite: ids are assigned by bulk_create
+
+
+def _esc(s: str) -> str:
+    """COPY text format: backslash, tab, newline and carriage return escaped."""
+    if "\\" in s or "\t" in s or "\n" in s or "\r" in s:
+        return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return s
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _copy(table: str, columns: Sequence[str], rows_text: Iterable[str]) -> None:
+    with connection.cursor() as cur:
+        raw = cur.cursor  # psycopg 3 cursor under Django's wrapper
+        sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        with raw.copy(sql) as copy:
+            buf: list[str] = []
+            size = 0
+            for line in rows_text:
+                buf.append(line)
+                size += 1
+                if size >= 20000:
+                    copy.write("".join(buf))
+                    buf, size = [], 0
+            if buf:
+                copy.write("".join(buf))
+
+
+def write_bills(
+    bills: list[tuple], lines: list[tuple], flags: list[tuple], exceptions: list[tuple]
+) -> list[int]:
+    """Insert rows given as tuples in the column orders above. `bills[i][0]` is a reserved id on
+    PostgreSQL (None elsewhere: then `lines`/`flags` refer to bills by index, resolved here)."""
+    if is_postgres():
+        _copy(Bill._meta.db_table, BILL_COLUMNS, (_bill_text(b) for b in bills))
+        _copy(BillLine._meta.db_table, LINE_COLUMNS, ("\t".join(map(str, r)) + "\n" for r in lines))
+        _copy(
+            AuditFlag._meta.db_table, FLAG_COLUMNS, ("\t".join(_esc(str(x)) for x in r) + "\n" for r in flags)
+        )
+        _copy(
+            RunException._meta.db_table,
+            EXC_COLUMNS,
+            ("\t".join(_esc(str(x)) for x in r) + "\n" for r in exceptions),
+        )
+        return [b[0] for b in bills]
+    objs = []
+    for b in bills:
+        kw = dict(zip(BILL_COLUMNS[1:], b[1:], strict=True))
+        kw["flags"], kw["trace"] = json.loads(kw["flags"]), json.loads(kw["trace"])
+        objs.append(Bill(**kw))
+    created = Bill.objects.bulk_create(objs, batch_size=500)
+    ids = [o.pk for o in created]
+    BillLine.objects.bulk_create(
+        (BillLine(**dict(zip(LINE_COLUMNS, (ids[r[0]], *r[1:]), strict=True))) for r in lines),
+        batch_size=2000,
+    )
+    AuditFlag.objects.bulk_create(
+        (AuditFlag(**dict(zip(FLAG_COLUMNS, (ids[r[0]], *r[1:]), strict=True))) for r in flags),
+        batch_size=2000,
+    )
+    RunException.objects.bulk_create(
+        (RunException(**dict(zip(EXC_COLUMNS, r, strict=True))) for r in exceptions), batch_size=2000
+    )
+    return ids
+
+
+def _bill_text(b: tuple) -> str:
+    out = []
+    for v in b:
+        if v is None:
+            out.append("\\N")
+        elif isinstance(v, bool):
+            out.append("t" if v else "f")
+        elif isinstance(v, str):
+            out.append(_esc(v))
+        else:
+            out.append(str(v))
+    return "\t".join(out) + "\n"
+
+
+def delete_partition_drafts(partition_id: int, point_ids: Sequence[int], month_start, month_end) -> int:
+    """Remove the partition's earlier output and any not-issued bill of its points for the month
+    (an earlier run's); issued (and settled) bills are never touched."""
+    keep = (Bill.State.ISSUED, Bill.State.SETTLED)
+    b = Bill._meta.db_table
+    n = 0
+    with connection.cursor() as cur:
+        for i in range(0, max(len(point_ids), 1), 5000):
+            chunk = list(point_ids[i : i + 5000])
+            marks = ", ".join(["%s"] * len(chunk)) if chunk else "NULL"
+            where = (
+                f"(partition_id = %s OR (point_id IN ({marks}) AND period_start >= %s AND period_start < %s))"
+                f" AND state NOT IN (%s, %s)"
+            )
+            params = [partition_id, *chunk, month_start, month_end, *keep]
+            sub = f"SELECT id FROM {b} WHERE {where}"
+            cur.execute(f"DELETE FROM {BillLine._meta.db_table} WHERE bill_id IN ({sub})", params)
+            cur.execute(f"DELETE FROM {AuditFlag._meta.db_table} WHERE bill_id IN ({sub})", params)
+            cur.execute(f"DELETE FROM {b} WHERE {where}", params)
+            n += cur.rowcount
+        cur.execute(f"DELETE FROM {RunException._meta.db_table} WHERE partition_id = %s", [partition_id])
+    return n
