@@ -110,6 +110,13 @@ def build_small_utility() -> SmallUtility:
     return u
 
 
+def pytest_configure(config):
+    from django.conf import settings
+
+    # Same algorithm (argon2), test-sized cost; production settings are asserted in tests/unit/org.
+    settings.PASSWORD_HASHERS = ["mmis.org.hashers.LightArgon2PasswordHasher", *settings.PASSWORD_HASHERS]
+
+
 @pytest.fixture
 def utility(db) -> SmallUtility:
     return build_small_utility()

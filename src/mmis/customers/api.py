@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from django.utils import timezone
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 
 from mmis.common.errors import FieldError, InvalidInput, NotFound
@@ -323,7 +323,7 @@ def create_customer(request, payload: CustomerIn):
     customer = services.create_customer(
         actor=request.user, org=org, data=data, opened_on=payload.opened_on or timezone.localdate()
     )
-    return 201, _detail(queries.customer_file(request.user, customer.pk))
+    return Status(201, _detail(queries.customer_file(request.user, customer.pk)))
 
 
 @router.get("/customers/{customer_id}", response=CustomerDetail, summary="The whole customer file (360°)")
@@ -370,7 +370,7 @@ def add_point(request, customer_id: int, payload: PointIn):
     _require_write(request)
     customer = queries.get_customer(request.user, customer_id)
     point = services.add_metering_point(actor=request.user, customer=customer, data=payload.dict())
-    return 201, {**vars_of(point, PointOut), "meters": [], "transformers": []}
+    return Status(201, {**vars_of(point, PointOut), "meters": [], "transformers": []})
 
 
 @router.get("/metering-points/{point_id}", response=PointOut, summary="One metering point")
@@ -390,7 +390,7 @@ def create_contract(request, customer_id: int, payload: ContractIn):
     _require_write(request)
     customer = queries.get_customer(request.user, customer_id)
     contract = services.create_contract(actor=request.user, customer=customer, data=payload.dict())
-    return 201, {**vars_of(contract, ContractOut), "display_state": contract.state}
+    return Status(201, {**vars_of(contract, ContractOut), "display_state": contract.state})
 
 
 @router.post(
