@@ -264,3 +264,64 @@ def version_summary(version: TariffVersion) -> dict[str, Any]:
         "effective_from": version.effective_from,
         "state": version.state,
     }
+
+
+# --- try it: rate a typed usage through the engine -----------------------------------------------
+def try_rate(version: TariffVersion, payload: Any) -> tuple[Any, RatingTariff]:
+    """Rate `payload` = {"usage": {...}, "period": {"start", "end"}?, "point": {basic_mode,
+    capacity_kva, contract_demand_kw, pf_standard}?} with `version` through mmis.rating.engine.rate.
+    Returns (RatingResult, the tariff as applied); raises InvalidInput with field paths."""
+    from mmis.common.errors import InvalidInput
+    from mmis.common.inputs import MISSING, Reader
+    from mmis.common.periods import Period, next_month_start
+    from mmis.rating.engine import rate
+    from mmis.rating.tariff import BASIC_TYPES, PF_STANDARDS, read_usage
+
+    r = Reader()
+    root = r.obj(payload, "") or {}
+    start = version.effective_from.replace(day=1)
+    period = Period(start, next_month_start(start))
+    raw_period = r.get(root, "period")
+    if raw_period not in (MISSING, None):
+        p = r.obj(raw_period, "period")
+        s, e = r.date(p, "start", "period"), r.date(p, "end", "period")
+        if s is not None and e is not None:
+            if e <= s:
+                r.error("period.end", f"must be after period.start ({s.isoformat()})")
+            else:
+                period = Period(s, e)
+    point = r.obj(r.get(root, "point"), "point", required=False) or {}
+    mode = r.get(point, "basic_mode")
+    mode = (
+        None
+        if mode is MISSING or mode is None
+        else r.choice(point, "basic_mode", ("", *BASIC_TYPES), "point")
+    )
+    pf_std = r.get(point, "pf_standard")
+    pf_std = (
+        None
+        if pf_std is MISSING or pf_std is None
+        else r.choice(point, "pf_standard", ("", *PF_STANDARDS), "point")
+    )
+    kva = r.decimal(point, "capacity_kva", "point", required=False, min_value=Decimal(0))
+    kw = r.decimal(point, "contract_demand_kw", "point", required=False, positive=True)
+    resolved = resolve_version(version)
+    tariff = resolved.tariff
+    if not r.errors:
+        if mode and mode not in resolved.basic_prices and not (tariff.basic and tariff.basic.type == mode):
+            r.error("point.basic_mode", f"this tariff has no {mode} price")
+        elif mode == "capacity" and kva is None:
+            r.error("point.capacity_kva", "is required with a capacity charge")
+        elif mode == "demand_contract" and kw is None:
+            r.error("point.contract_demand_kw", "is required with a contract demand charge")
+        elif mode == "demand_actual" and kva is None:
+            r.error("point.capacity_kva", "is required with an actual demand charge (40 % floor)")
+        else:
+            tariff = resolved.for_point(
+                basic_mode=mode, capacity_kva=kva, contract_demand_kw=kw, pf_standard=pf_std
+            )
+    usage = read_usage(r, r.get(root, "usage"), "usage", tariff)
+    if r.errors:
+        raise InvalidInput(r.errors)
+    assert usage is not None
+    return rate(tariff, usage, period), tariff
