@@ -213,7 +213,7 @@ def test_as_of_view_shows_the_old_name_after_rename(client, login, utility):
     assert '<span id="customer-name">张伟</span>' in past
     assert "2025-06-01" in past
     before = client.get(reverse("web:customer_detail", args=[a.pk]), {"as_of": "2024-06-01"}).content.decode()
-    assert "尚未建档" in before
+    assert "尚无此客户的档案记录" in before
 
 
 # --- create / edit ------------------------------------------------------------------------------
@@ -360,3 +360,17 @@ def test_audit_log_filters_and_pages(client, login, utility):
     assert response.context["page"].paginator.count == 1
     response = client.get(reverse("web:audit_log"), {"date_to": "2000-01-01"})
     assert response.context["page"].paginator.count == 0
+
+
+# --- Chinese first ------------------------------------------------------------------------------
+def test_chinese_first_middleware_ignores_the_browser_language(client, login, utility, settings):
+    settings.MIDDLEWARE = [
+        "mmis.web.middleware.ChineseFirstLocaleMiddleware" if m.endswith("LocaleMiddleware") else m
+        for m in settings.MIDDLEWARE
+    ]
+    login(utility.users["counter_a"])
+    body = client.get(reverse("web:home"), HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9").content.decode()
+    assert 'lang="zh-hans"' in body and "我的工作台" in body
+    to_english(client)
+    body = client.get(reverse("web:home"), HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    assert 'lang="en"' in body and "My workbench" in body

@@ -149,3 +149,19 @@ def history_value(what, field: str, value):
     if labels and value in labels:
         return str(labels[value])
     return value
+
+
+@register.filter
+def json_keys(value) -> str:
+    """The changed field names of an audit before/after value, for a one-line summary."""
+    if isinstance(value, dict):
+        keys = list(value)
+        return ", ".join(keys[:4]) + (f" … (+{len(keys) - 4})" if len(keys) > 4 else "")
+    return str(value)[:60]
+
+
+@register.filter
+def json_pretty(value) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, indent=1, sort_keys=True, default=str)
