@@ -236,10 +236,17 @@ def prepare(
         demand = _e4(reading.max_demand_kw)
         if kwh < 0 or (tou and any(v < 0 for v in tou.values())):
             return SetAside(point.id, "inconsistent", "电量为负")
+        first = spans[0][1].tariff
+        uses_tou = isinstance(first.energy, TouEnergy) or any(c.floats_with_tou for c in first.components)
+        if tou is not None and not uses_tou:
+            tou = None  # a TOU meter on a flat or tiered tariff: the total register bills
         if tou is not None and sum(tou.values()) != kwh:
-            return SetAside(
-                point.id, "inconsistent", f"分时电量之和 {fmt4(sum(tou.values()))} ≠ 总电量 {fmt4(kwh)}"
-            )
+            # the reading audit accepted the register balance (DOMAIN §2.1: one last-digit unit
+            # per rate register × multiplier); the periods' energy is what is priced and billed
+            if abs(sum(tou.values()) - kwh) > len(tou) * _e4(mult) // 100 + 1:
+                message = f"分时电量之和 {fmt4(sum(tou.values()))} ≠ 总电量 {fmt4(kwh)}"
+                return SetAside(point.id, "inconsistent", message)
+            kwh = sum(tou.values())
         for sub in sub_kwh:  # nested meters: main − Σ sub
             if not sub.billable:
                 return SetAside(point.id, "negative_main_energy", f"子表 {sub.point_id} 无可计费示数")

@@ -36,7 +36,9 @@ class PointReading:
     end: dict[str, Any] = field(default_factory=dict)
     reason: str = ""  # why the point is not billable ("" = billable)
     multiplier_changed: bool = False
-    segments: tuple[tuple[date, Decimal, dict[str, Decimal] | None], ...] = ()  # daily-frozen splits
+    start_date: date | None = None  # reading dates (the period the registers cover)
+    end_date: date | None = None
+    transformer: dict[str, Any] | None = None  # 变损 spec for 高供低计: {"method": "ratio", "ratio": …}
 
     @property
     def billable(self) -> bool:
@@ -98,23 +100,103 @@ class Source:
             qs = qs.filter(metering_point_id__in=point_ids)
         return dict(qs.values_list("metering_point_id", "book__code"))
 
-    def post_charge(self, **kwargs: Any) -> Any:
+    def post_charge(self, *, bill: Any, lines: list[dict], at: Any, actor: Any) -> Any:
+        """The released bill as a receivable (accounts.services.post_charge, idempotent on the bill)."""
         mod = _module("mmis.accounts.services")
         if mod is None or not hasattr(mod, "post_charge"):
             raise LedgerMissing("accounts.services.post_charge is not available")
-        return mod.post_charge(**kwargs)
+        if bill.amount <= 0:
+            return None  # nothing is owed on a zero bill
+        category = bill.point.usage_category
+        groups: dict[str, Decimal] = {}
+        for ln in lines:
+            key = "fund" if ln["code"].startswith("fund.") else "electricity"
+            groups[key] = groups.get(key, Decimal("0.00")) + ln["amount"]
+        charge_lines = [{"code": k, "category": category, "amount": v} for k, v in groups.items() if v > 0]
+        if sum((x["amount"] for x in charge_lines), Decimal(0)) != bill.amount:
+            charge_lines = []
+        return mod.post_charge(
+            account=bill.account,
+            amount=bill.amount,
+            source_type="billing.bill",
+            source_id=bill.pk,
+            document_no=bill.number,
+            due_date=bill.due_date,
+            at=at,
+            actor=actor,
+            lines=charge_lines or None,
+            memo=f"{bill.period_start:%Y-%m} 电费",
+        )
 
-    def post_adjustment(self, **kwargs: Any) -> Any:
+    def post_adjustment(self, *, correction: Any, at: Any, actor: Any) -> Any:
+        """A correction document against the bill's ledger entry (accounts.services.post_adjustment)."""
         mod = _module("mmis.accounts.services")
         if mod is None or not hasattr(mod, "post_adjustment"):
             raise LedgerMissing("accounts.services.post_adjustment is not available")
-        return mod.post_adjustment(**kwargs)
+        from mmis.accounts.models import LedgerEntry
 
-    def queue_notice(self, **kwargs: Any) -> Any:
+        original = LedgerEntry.objects.filter(
+            source_type="billing.bill", source_id=correction.bill_id
+        ).first()
+        return mod.post_adjustment(
+            account=correction.bill.account,
+            original=original,
+            direction="debit" if correction.amount > 0 else "credit",
+            amount=abs(correction.amount),
+            reason=correction.get_reason_display(),
+            source_type="billing.correction",
+            source_id=correction.pk,
+            document_no=correction.number,
+            at=at,
+            actor=actor,
+            due_date=correction.due_date if correction.amount > 0 else None,
+        )
+
+    def queue_notice(self, *, bill: Any, at: Any) -> Any:
+        """The bill notice through the accounts outbox: e-bill when the account has an address,
+        else SMS to the customer's phone."""
         mod = _module("mmis.accounts.notices")
         if mod is None or not hasattr(mod, "queue_notice"):
-            return None  # no outbox yet: nothing to queue
-        return mod.queue_notice(**kwargs)
+            return None
+        account, customer = bill.account, bill.customer
+        if account.ebill_email:
+            channel, recipient = "ebill", account.ebill_email
+        else:
+            from mmis.customers.crypto import cipher
+
+            phone = cipher().decrypt(customer.phone_enc) if customer.phone_enc else ""
+            channel, recipient = "sms", phone
+        if not recipient:
+            return None
+        return mod.queue_notice(
+            channel=channel,
+            recipient=recipient,
+            template="bill.issued",
+            payload=bill_notice_payload(bill),
+            at=at,
+            org=bill.org,
+            account=account,
+            dedupe_key=f"bill.issued:{bill.pk}",
+        )
+
+
+def bill_notice_payload(bill: Any) -> dict[str, str]:
+    return {
+        "name": bill.customer.name,
+        "account_no": bill.account.account_no,
+        "month": f"{bill.period_start:%Y年%m月}",
+        "kwh": f"{bill.energy_kwh.normalize():f}",
+        "amount": str(bill.amount),
+        "due_date": f"{bill.due_date:%Y年%m月%d日}" if bill.due_date else "",
+        "bill_no": bill.number,
+        "text": (
+            f"【供电公司】尊敬的{bill.customer.name}:您{bill.period_start:%Y年%m月}电量"
+            f"{bill.energy_kwh.normalize():f}千瓦时,电费{bill.amount}元,"
+            f"请于{bill.due_date:%Y年%m月%d日}前缴纳。账单号{bill.number}。"
+            if bill.due_date
+            else ""
+        ),
+    }
 
 
 class LedgerMissing(RuntimeError):
@@ -151,9 +233,11 @@ def from_readings(point_id: int, r: Any) -> PointReading:
     if r is None:
         return PointReading(point_id, reason="no_reading")
     reason = _get(r, "reason", "not_billable_reason", default="") or ""
+    if _get(r, "billable", default=True) is False and not reason:
+        reason = "not_billable"
     if reason:
         return PointReading(point_id, reason=str(reason), multiplier=_dec(_get(r, "multiplier")))
-    tou = _get(r, "tou_kwh")
+    tou = _get(r, "tou_kwh", "kwh_by_rate")
     tou_dec = {k: _dec(v) for k, v in tou.items() if v is not None} if tou else None
     kwh = _dec(_get(r, "kwh", "total_kwh", "billed_kwh"))
     if kwh is None and tou_dec:
@@ -170,6 +254,8 @@ def from_readings(point_id: int, r: Any) -> PointReading:
         start=_jsonable(start),
         end=_jsonable(end),
         multiplier_changed=bool(_get(r, "multiplier_changed", "meter_changed", default=False)),
+        start_date=_get(r, "start_date"),
+        end_date=_get(r, "end_date"),
     )
 
 

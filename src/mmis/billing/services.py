@@ -711,21 +711,8 @@ def release_bill(*, bill_id: int, actor: User, at: datetime) -> Bill:
         b.state = Bill.State.ISSUED
         b.issued_by, b.issued_at = actor, at
         b.save(update_fields=["due_date", "state", "issued_by", "issued_at"])
-        lines = [
-            {"code": ln.code, "quantity": ln.quantity, "price": ln.price, "amount": ln.amount}
-            for ln in b.lines.all()
-        ]
-        source().post_charge(
-            account=b.account,
-            amount=b.amount,
-            source_type="billing.bill",
-            source_id=b.pk,
-            document_no=b.number,
-            due_date=b.due_date,
-            at=at,
-            actor=actor,
-            lines=lines,
-        )
+        lines = [{"code": ln.code, "amount": ln.amount} for ln in b.lines.all()]
+        source().post_charge(bill=b, lines=lines, at=at, actor=actor)
         audit.record(actor=actor, action="bill.release", target=b, after={"due_date": b.due_date}, at=at)
         bill_pk = b.pk
     transaction.on_commit(lambda: _notice(bill_pk, at))
@@ -733,21 +720,9 @@ def release_bill(*, bill_id: int, actor: User, at: datetime) -> Bill:
 
 
 def _notice(bill_id: int, at: datetime) -> None:
-    b = Bill.objects.select_related("account", "customer").get(pk=bill_id)
+    b = Bill.objects.select_related("account", "customer", "org").get(pk=bill_id)
     try:
-        source().queue_notice(
-            account=b.account,
-            kind="bill_issued",
-            subject=f"电费账单 {b.period_start:%Y年%m月}",
-            body=(
-                f"尊敬的{b.customer.name}:您{b.period_start:%Y年%m月}电量 "
-                f"{b.energy_kwh.normalize():f} 千瓦时,"
-                f"电费 {b.amount} 元,请于 {b.due_date:%Y年%m月%d日} 前缴纳。账单号 {b.number}。"
-            ),
-            source_type="billing.bill",
-            source_id=b.pk,
-            at=at,
-        )
+        source().queue_notice(bill=b, at=at)
     except Exception:  # a notice never undoes a release
         log.exception("could not queue the notice of bill %s", b.number)
 
@@ -856,19 +831,7 @@ def approve_correction(*, correction: Correction, actor: User, at: datetime, not
         c.state = Correction.State.APPROVED
         c.decided_by, c.decided_at, c.decision_note = actor, at, note[:200]
         c.save()
-        source().post_adjustment(
-            account=c.bill.account,
-            amount=c.amount,
-            source_type="billing.correction",
-            source_id=c.pk,
-            document_no=c.number,
-            due_date=c.due_date,
-            at=at,
-            actor=actor,
-            reason=c.get_reason_display(),
-            original_source_type="billing.bill",
-            original_source_id=c.bill_id,
-        )
+        source().post_adjustment(correction=c, at=at, actor=actor)
         audit.record(
             actor=actor, action="correction.approve", target=c, after={"amount": str(c.amount)}, at=at
         )

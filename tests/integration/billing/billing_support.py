@@ -102,14 +102,22 @@ class FakeSource(Source):
     def book_of_points(self, *, point_ids, org_path):
         return {}
 
-    def post_charge(self, **kw):
-        self.charges.setdefault((kw["source_type"], kw["source_id"]), kw)
+    def post_charge(self, *, bill, lines, at, actor):
+        self.charges.setdefault(
+            ("billing.bill", bill.pk),
+            {"amount": bill.amount, "document_no": bill.number, "due_date": bill.due_date, "lines": lines},
+        )
 
-    def post_adjustment(self, **kw):
-        self.adjustments.setdefault((kw["source_type"], kw["source_id"]), kw)
+    def post_adjustment(self, *, correction, at, actor):
+        self.adjustments.setdefault(
+            ("billing.correction", correction.pk),
+            {"amount": correction.amount, "original_source_id": correction.bill_id},
+        )
 
-    def queue_notice(self, **kw):
-        self.notices.append(kw)
+    def queue_notice(self, *, bill, at):
+        from mmis.billing.inputs import bill_notice_payload
+
+        self.notices.append({"source_id": bill.pk, "body": bill_notice_payload(bill)["text"]})
 
 
 def reading(pid: int, kwh: str, **kw) -> PointReading:
