@@ -44,15 +44,16 @@ def run(argv: list[str]) -> int:
 
     print("迁移数据库 / migrating the database …", flush=True)
     call_command("migrate", interactive=False, verbosity=0)
-    try:
-        from mmis.cli import cmd_demo
-    except ImportError:
-        cmd_demo = None
-    if cmd_demo is not None:
-        cmd_demo.run(["--customers", str(args.customers), "--if-empty"])
-    print(f"\nMMIS 演示账号 / demo logins (password 密码: {DEMO_PASSWORD})")
-    for username, role in DEMO_LOGINS:
-        print(f"  {username:<10} {role}")
+    from mmis.cli import cmd_demo
+    from mmis.cli.demo import has_customers
+
+    if has_customers():
+        print(f"\nMMIS 演示账号 / demo logins (password 密码: {DEMO_PASSWORD})")
+        for username, role in DEMO_LOGINS:
+            print(f"  {username:<10} {role}")
+    else:
+        print(f"播种演示供电公司 / seeding the demo utility ({args.customers:,} customers) …", flush=True)
+        cmd_demo.run(["--customers", str(args.customers)])
     if settings.BROKER_URL:
         print(f"jobs: Celery broker {settings.BROKER_URL}")
     else:
