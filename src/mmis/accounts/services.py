@@ -668,7 +668,7 @@ def _post_payment(
         designated=designated,
         charge_late_fees=True,
     )
-    return Payment.objects.create(
+    payment = Payment.objects.create(
         entry=entry,
         org_id=session.org_id if session is not None else account.org_id,
         account=account,
@@ -684,6 +684,8 @@ def _post_payment(
         cashier=actor if session is not None else None,
         reference=reference[:64],
     )
+    payment.was_created = True  # an idempotent replay returns the earlier row without this flag
+    return payment
 
 
 def _existing_payment(channel: str, txn: str, key: str | None, request_hash: str) -> Payment | None:

@@ -1,0 +1,213 @@
+"""API of payments and receivables: /api/v1/payments (Idempotency-Key), /api/v1/callbacks/payments
+(HMAC-signed, no user), balances, statements, arrears. Rows outside the caller's scope are 404."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+
+from django.utils import timezone
+from ninja import Field, Header, Query, Router, Schema, Status
+from ninja.errors import HttpError
+
+from mmis.accounts import channels, queries, services
+from mmis.accounts.models import COUNTER_CHANNELS, CashierSession, LedgerEntry, Payment
+from mmis.common.errors import InvalidInput, NotFound
+from mmis.common.money import money_str
+
+router = Router(tags=["accounts"])
+
+PAYMENT_ROLES = ("cashier", "counter_staff", "manager", "administrator")
+
+
+def _require(request, roles=PAYMENT_ROLES) -> None:
+    if not (request.user.is_superuser or request.user.has_role(*roles)):
+        raise HttpError(403, "your roles do not allow taking payments")
+
+
+class PaymentIn(Schema):
+    account_no: str = Field(..., max_length=20)
+    amount: str = Field(..., description='yuan, at most two decimals, as a string ("120.50")')
+    channel: str = Field("cash", description="cash | pos | cheque | online | agency")
+    bill_document_no: str | None = Field(None, description="pay this bill first (designated debt)")
+    require_open: bool = False
+    reference: str = Field("", max_length=64)
+    channel_txn_id: str = Field("", max_length=64)
+
+
+def _payment_out(p: Payment) -> dict:
+    return {
+        "id": p.pk,
+        "receipt_no": p.receipt_no,
+        "account_no": p.account.account_no,
+        "amount": money_str(p.amount),
+        "channel": p.channel,
+        "paid_at": p.paid_at.isoformat(),
+        "business_date": p.business_date.isoformat(),
+        "balance": money_str(queries.balance(p.account_id)),
+        "reversed": LedgerEntry.objects.filter(reverses_id=p.entry_id).exists(),
+    }
+
+
+@router.post("/payments", response={201: dict, 200: dict})
+def create_payment(request, payload: PaymentIn, idempotency_key: str = Header(..., alias="Idempotency-Key")):
+    """Take a payment. The `Idempotency-Key` header is required: the same key with the same body
+    returns the payment already posted (200); with another body it is refused (422)."""
+    _require(request)
+    key = idempotency_key.strip()
+    if not key or len(key) > 100:
+        raise InvalidInput(path="Idempotency-Key", errors="is required (at most 100 characters)")
+    body = payload.dict()
+    request_hash = hashlib.sha256(
+        json.dumps({"u": request.user.pk, **body}, sort_keys=True).encode()
+    ).hexdigest()
+    existing = services._existing_payment("", "", key, request_hash)
+    if existing is not None:
+        return Status(200, _payment_out(existing))
+    account = queries.get_account_by_no(request.user, payload.account_no)
+    at = timezone.now()
+    session = None
+    if payload.channel in COUNTER_CHANNELS:
+        session = CashierSession.objects.filter(cashier=request.user, state=CashierSession.State.OPEN).first()
+        if session is None:
+            session = services.open_session(cashier=request.user, at=at)
+    designated = None
+    if payload.bill_document_no:
+        designated = LedgerEntry.objects.filter(account=account, document_no=payload.bill_document_no).first()
+        if designated is None:
+            raise InvalidInput(path="bill_document_no", errors="no such bill on this account")
+    p = services.take_payment(
+        account=account,
+        amount=payload.amount,
+        channel=payload.channel,
+        at=at,
+        actor=request.user,
+        session=session,
+        idempotency_key=key,
+        request_hash=request_hash,
+        designated=designated,
+        require_open=payload.require_open,
+        reference=payload.reference,
+        channel_txn_id=payload.channel_txn_id,
+    )
+    return Status(201, _payment_out(p))
+
+
+@router.get("/payments/{payment_id}", response=dict)
+def get_payment(request, payment_id: int):
+    return _payment_out(queries.get_payment(request.user, payment_id))
+
+
+class ReversalIn(Schema):
+    reason: str = Field(..., min_length=2, max_length=200)
+
+
+@router.post("/payments/{payment_id}/reversal-requests", response={201: dict})
+def request_reversal(request, payment_id: int, payload: ReversalIn):
+    _require(request)
+    p = queries.get_payment(request.user, payment_id)
+    ap = services.request_approval(
+        kind="reversal",
+        account=p.account,
+        actor=request.user,
+        at=timezone.now(),
+        reason=payload.reason,
+        target=p.entry,
+    )
+    return Status(201, {"approval_id": ap.pk, "state": ap.state})
+
+
+@router.post("/callbacks/payments", auth=None, response={200: dict, 401: dict, 409: dict, 422: dict})
+def payment_callback(request, x_mmis_signature: str = Header("", alias="X-MMIS-Signature")):
+    """Online payment / agency collection callback. The raw body is signed with HMAC-SHA256
+    (`X-MMIS-Signature`, hex; key MMIS_CALLBACK_SECRET). A wrong signature (401), a replay or a
+    stale timestamp (409), a bad body (422) are rejected and logged; nothing is posted."""
+    try:
+        p = channels.handle_callback(body=request.body, signature=x_mmis_signature, at=timezone.now())
+    except channels.CallbackRejected as exc:
+        return Status(exc.status, exc.as_dict())
+    return Status(200, {"status": "posted", "receipt_no": p.receipt_no, "amount": money_str(p.amount)})
+
+
+@router.get("/balances/{account_no}", response=dict)
+def get_balance(request, account_no: str):
+    acc = queries.get_account_by_no(request.user, account_no)
+    on = timezone.localdate()
+    items = queries.open_items(acc, on=on)
+    return {
+        "account_no": acc.account_no,
+        "name": acc.name,
+        "balance": money_str(queries.balance(acc)),
+        "prepayment": money_str(queries.prepayment(acc)),
+        "open_items": [
+            {
+                "document_no": i.entry.document_no,
+                "kind": i.entry.kind,
+                "due_date": i.entry.due_date.isoformat() if i.entry.due_date else None,
+                "open": money_str(i.open),
+                "days_overdue": i.days_overdue,
+                "late_fee_if_paid_today": money_str(i.accrued_fee),
+            }
+            for i in items
+        ],
+    }
+
+
+class StatementQuery(Schema):
+    start: date | None = None
+    end: date | None = None
+
+
+@router.get("/statements/{account_no}", response=dict)
+def get_statement(request, account_no: str, q: Query[StatementQuery]):
+    acc = queries.get_account_by_no(request.user, account_no)
+    st = queries.statement(acc, start=q.start, end=q.end)
+    return {
+        "account_no": acc.account_no,
+        "opening": money_str(st["opening"]),
+        "closing": money_str(st["closing"]),
+        "lines": [
+            {
+                "document_no": ln.entry.document_no,
+                "kind": ln.entry.kind,
+                "business_date": ln.entry.business_date.isoformat(),
+                "debit": money_str(ln.debit),
+                "credit": money_str(ln.credit),
+                "balance": money_str(ln.running),
+            }
+            for ln in st["lines"]
+        ],
+    }
+
+
+class ArrearsQuery(Schema):
+    on: date | None = None
+    min_days: int = 1
+    limit: int = Field(100, ge=1, le=1000)
+
+
+@router.get("/arrears", response=dict)
+def get_arrears(request, q: Query[ArrearsQuery]):
+    on = q.on or timezone.localdate()
+    rows = queries.arrears(request.user, on=on, min_days=q.min_days)
+    return {
+        "on": on.isoformat(),
+        "accounts": len(rows),
+        "total": money_str(sum((r.total for r in rows), services.ZERO)),
+        "ageing": {k: money_str(v) for k, v in queries.ageing_summary(rows).items()},
+        "rows": [
+            {
+                "account_no": r.account_no,
+                "name": r.name,
+                "total": money_str(r.total),
+                "days": r.days,
+                "bucket": r.bucket,
+                "on_plan": r.on_plan,
+            }
+            for r in rows[: q.limit]
+        ],
+    }
+
+
+__all__ = ["NotFound", "router"]

@@ -1,0 +1,533 @@
+"""Payment channels: signed callbacks of online payment and agency collection (代收), and bank
+withholding (代扣) batches: the outgoing file, the bank's result file and its reconciliation.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import json
+import os
+from collections import defaultdict
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Sum
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from mmis.accounts import rules, services
+from mmis.accounts.models import (
+    DEBT_KINDS,
+    GL,
+    Allocation,
+    BankBatch,
+    BankBatchLine,
+    CallbackLog,
+    Channel,
+    EntryKind,
+    LedgerEntry,
+    LedgerLine,
+    Payment,
+)
+from mmis.common.errors import FieldError, InvalidInput
+from mmis.common.money import ZERO, money_str
+from mmis.customers.models import Account
+from mmis.org import audit
+
+DEMO_CALLBACK_SECRET = "mmis-demo-callback-secret"
+CALLBACK_MAX_AGE = timedelta(minutes=10)
+
+
+class CallbackRejected(InvalidInput):
+    """A callback with a wrong signature, a replay or a bad body: logged, nothing posted."""
+
+    def __init__(self, errors, path: str = "", status: int = 422) -> None:
+        super().__init__(errors, path)
+        self.status = status
+
+
+def callback_secret() -> bytes:
+    return (
+        getattr(settings, "MMIS_CALLBACK_SECRET", None)
+        or os.environ.get("MMIS_CALLBACK_SECRET")
+        or DEMO_CALLBACK_SECRET
+    ).encode()
+
+
+def sign(body: bytes, secret: bytes | None = None) -> str:
+    """HMAC-SHA256 of the raw body, hex: the `X-MMIS-Signature` header of a callback."""
+    return hmac.new(secret or callback_secret(), body, hashlib.sha256).hexdigest()
+
+
+def _log(body: bytes, signature: str, outcome: str, message: str, at, channel="", txn="", payment=None):
+    # kept even when the caller's transaction fails: the log is written in its own transaction
+    return CallbackLog.objects.create(
+        received_at=at,
+        channel=channel[:20],
+        txn_id=txn[:64],
+        body=body.decode("utf-8", "replace")[:10000],
+        signature=signature[:200],
+        outcome=outcome,
+        message=message[:300],
+        payment=payment,
+    )
+
+
+def handle_callback(*, body: bytes, signature: str, at: datetime) -> Payment:
+    """Post the payment a channel reports. Body JSON: channel (online|agency), txn_id, account_no,
+    amount, paid_at, timestamp. Rejected and logged: a wrong signature (401), a stale timestamp or
+    a replay of a transaction already posted (409), a bad body (422)."""
+    expected = sign(body)
+    if not signature or not hmac.compare_digest(expected, signature.strip().lower()):
+        _log(body, signature, "bad_signature", "signature does not match", at)
+        raise CallbackRejected("signature does not match", path="X-MMIS-Signature", status=401)
+    try:
+        data = json.loads(body)
+        if not isinstance(data, dict):
+            raise ValueError
+    except ValueError:
+        _log(body, signature, "invalid", "body is not a JSON object", at)
+        raise CallbackRejected("body is not a JSON object") from None
+    errors: list[FieldError] = []
+    channel = str(data.get("channel") or "")
+    txn = str(data.get("txn_id") or "").strip()
+    if channel not in (Channel.ONLINE, Channel.AGENCY):
+        errors.append(FieldError("channel", "is online or agency"))
+    if not txn or len(txn) > 64:
+        errors.append(FieldError("txn_id", "is required (at most 64 characters)"))
+    amount = None
+    try:
+        amount = services.parse_amount(data.get("amount"))
+    except InvalidInput as exc:
+        errors += exc.errors
+    account = (
+        Account.objects.select_related("org").filter(account_no=str(data.get("account_no") or "")).first()
+    )
+    if account is None:
+        errors.append(FieldError("account_no", "unknown account"))
+    paid_at = parse_datetime(str(data.get("paid_at") or "")) if data.get("paid_at") else None
+    if paid_at is None:
+        errors.append(FieldError("paid_at", "is required (ISO 8601)"))
+    elif timezone.is_naive(paid_at):
+        paid_at = timezone.make_aware(paid_at)
+    stamp = parse_datetime(str(data.get("timestamp") or "")) if data.get("timestamp") else None
+    if stamp is not None and timezone.is_naive(stamp):
+        stamp = timezone.make_aware(stamp)
+    if errors:
+        _log(
+            body, signature, "invalid", "; ".join(f"{e.path}: {e.message}" for e in errors), at, channel, txn
+        )
+        raise CallbackRejected(errors)
+    if stamp is None or abs(at - stamp) > CALLBACK_MAX_AGE:
+        _log(body, signature, "stale", "timestamp missing or too old", at, channel, txn)
+        raise CallbackRejected("timestamp missing or older than 10 minutes", path="timestamp", status=409)
+    if Payment.objects.filter(channel=channel, channel_txn_id=txn).exists():
+        _log(body, signature, "replay", "transaction already posted", at, channel, txn)
+        raise CallbackRejected(f"transaction {txn} was already posted", path="txn_id", status=409)
+    payment = services.take_payment(
+        account=account, amount=amount, channel=channel, at=paid_at, actor=None, channel_txn_id=txn
+    )
+    if not getattr(payment, "was_created", False):  # the same callback delivered twice at once
+        _log(body, signature, "replay", "transaction already posted", at, channel, txn, payment)
+        raise CallbackRejected(f"transaction {txn} was already posted", path="txn_id", status=409)
+    _log(body, signature, "posted", "", at, channel, txn, payment)
+    return payment
+
+
+# --- bank withholding ---------------------------------------------------------------------------
+def _open_by_account(account_ids: list[int] | None = None, org=None) -> dict[int, Decimal]:
+    """Open debt per account (sum of debts − allocations to them), set-based."""
+    debts = LedgerEntry.objects.filter(kind__in=DEBT_KINDS)
+    allocs = Allocation.objects.filter(debit__kind__in=DEBT_KINDS)
+    if account_ids is not None:
+        debts = debts.filter(account_id__in=account_ids)
+        allocs = allocs.filter(account_id__in=account_ids)
+    if org is not None:
+        debts = debts.filter(org__path__startswith=org.path)
+        allocs = allocs.filter(debit__org__path__startswith=org.path)
+    out: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    for a, t in debts.values_list("account_id").annotate(t=Sum("amount")):
+        out[a] += t
+    for a, t in allocs.values_list("account_id").annotate(t=Sum("amount")):
+        out[a] -= t
+    return {a: v for a, v in out.items() if v > 0}
+
+
+def export_batch(*, org, actor, at: datetime, bank_name: str = "") -> BankBatch:
+    """Withholding batch of every bank-withholding account under `org` with open debt."""
+    with transaction.atomic():
+        accounts = Account.objects.filter(
+            org__path__startswith=org.path, payment_method=Account.PaymentMethod.BANK_WITHHOLDING
+        )
+        if bank_name:
+            accounts = accounts.filter(bank_name=bank_name)
+        ids = list(accounts.values_list("pk", flat=True))
+        due = (
+            _open_by_account(ids)
+            if len(ids) < 5000
+            else {k: v for k, v in _open_by_account(None, org).items() if k in set(ids)}
+        )
+        pending = set(
+            BankBatchLine.objects.filter(
+                state=BankBatchLine.State.PENDING, account_id__in=list(due)
+            ).values_list("account_id", flat=True)
+        )
+        todo = sorted((a, v) for a, v in due.items() if a not in pending)
+        batch = BankBatch.objects.create(
+            org=org,
+            batch_no=services.new_number("DK", services.local_date(at)),
+            bank_name=bank_name,
+            created_at=at,
+            created_by=actor if actor is not None and actor.pk else None,
+            line_count=len(todo),
+            total_amount=sum((v for _a, v in todo), ZERO),
+        )
+        for i in range(0, len(todo), 5000):
+            BankBatchLine.objects.bulk_create(
+                [
+                    BankBatchLine(batch=batch, line_no=i + n + 1, account_id=a, amount=v)
+                    for n, (a, v) in enumerate(todo[i : i + 5000])
+                ]
+            )
+        audit.record(
+            actor=actor,
+            action="bank.export",
+            target=batch,
+            at=at,
+            after={"lines": len(todo), "total": batch.total_amount},
+        )
+    return batch
+
+
+def batch_file(batch: BankBatch) -> str:
+    """The outgoing file: header line, then line_no,account_no,account_name,bank_account,amount."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["#MMIS-WITHHOLDING", batch.batch_no, batch.line_count, money_str(batch.total_amount)])
+    for ln in (
+        BankBatchLine.objects.filter(batch=batch)
+        .order_by("line_no")
+        .values_list(
+            "line_no", "account__account_no", "account__name", "account__bank_account_mask", "amount"
+        )
+        .iterator(chunk_size=20000)
+    ):
+        w.writerow([ln[0], ln[1], ln[2], ln[3], money_str(ln[4])])
+    return out.getvalue()
+
+
+SUCCESS = "0000"
+
+
+def parse_results(batch: BankBatch, content: str) -> list[tuple[int, str, Decimal, str, str]]:
+    """Validate the bank's result file (line_no,account_no,amount,result_code,bank_txn_id) whole:
+    every bad row is reported with its path; nothing is posted when any row is bad."""
+    errors: list[FieldError] = []
+    rows = []
+    seen_lines: set[int] = set()
+    seen_txn: set[str] = set()
+    lines = {
+        ln: (acc_no, amt)
+        for ln, acc_no, amt in BankBatchLine.objects.filter(batch=batch)
+        .values_list("line_no", "account__account_no", "amount")
+        .iterator(chunk_size=50000)
+    }
+    reader = csv.reader(io.StringIO(content))
+    for i, rec in enumerate(reader):
+        if not rec or (rec[0].startswith("#")):
+            continue
+        p = f"rows[{i}]"
+        if len(rec) < 4:
+            errors.append(FieldError(p, "expected line_no,account_no,amount,result_code,bank_txn_id"))
+            continue
+        try:
+            line_no = int(rec[0])
+        except ValueError:
+            errors.append(FieldError(f"{p}.line_no", f"{rec[0]!r} is not a line number"))
+            continue
+        if line_no in seen_lines:
+            errors.append(FieldError(f"{p}.line_no", f"duplicate result for line {line_no}"))
+            continue
+        seen_lines.add(line_no)
+        if line_no not in lines:
+            errors.append(FieldError(f"{p}.line_no", f"line {line_no} is not in batch {batch.batch_no}"))
+            continue
+        acc_no = rec[1].strip()
+        if acc_no != lines[line_no][0]:
+            errors.append(FieldError(f"{p}.account_no", f"unknown account {acc_no} for line {line_no}"))
+        code = rec[3].strip()
+        txn = rec[4].strip() if len(rec) > 4 else ""
+        amount = ZERO
+        try:
+            amount = services.parse_amount(rec[2], f"{p}.amount", allow_zero=code != SUCCESS)
+        except InvalidInput as exc:
+            errors += exc.errors
+        if code == SUCCESS:
+            if not txn:
+                errors.append(FieldError(f"{p}.bank_txn_id", "is required for a successful debit"))
+            elif txn in seen_txn:
+                errors.append(FieldError(f"{p}.bank_txn_id", f"duplicate bank transaction {txn}"))
+            seen_txn.add(txn)
+        rows.append((line_no, acc_no, amount, code, txn))
+        if len(errors) > 200:
+            break
+    if errors:
+        raise InvalidInput(errors)
+    return rows
+
+
+def import_results(*, batch: BankBatch, content: str, actor, at: datetime, chunk: int = 20000) -> dict:
+    """Post the successful debits of a result file (chunked transactions; a chunk locks its
+    accounts), mark failures and amount mismatches (挂账) and return the reconciliation report."""
+    if batch.state != BankBatch.State.EXPORTED:
+        raise InvalidInput(path="batch", errors=f"batch {batch.batch_no} results are already posted")
+    rows = parse_results(batch, content)
+    expected = dict(
+        BankBatchLine.objects.filter(batch=batch).values_list("line_no", "amount").iterator(50000)
+    )
+    paid = [r for r in rows if r[3] == SUCCESS and r[2] == expected[r[0]]]
+    mismatch = [r for r in rows if r[3] == SUCCESS and r[2] != expected[r[0]]]
+    failed = [r for r in rows if r[3] != SUCCESS]
+    posted = 0
+    for i in range(0, len(paid), chunk):
+        posted += _post_withholding_chunk(batch=batch, rows=paid[i : i + chunk], actor=actor, at=at)
+    with transaction.atomic():
+        for state, group in ((BankBatchLine.State.FAILED, failed), (BankBatchLine.State.MISMATCH, mismatch)):
+            for j in range(0, len(group), 5000):
+                part = group[j : j + 5000]
+                codes = defaultdict(list)
+                for r in part:
+                    codes[r[3]].append(r[0])
+                for code, nos in codes.items():
+                    BankBatchLine.objects.filter(batch=batch, line_no__in=nos).update(
+                        state=state, result_code=code
+                    )
+        missing = BankBatchLine.objects.filter(batch=batch, state=BankBatchLine.State.PENDING).count()
+        report = {
+            "lines": batch.line_count,
+            "results": len(rows),
+            "paid": len(paid),
+            "paid_amount": money_str(sum((r[2] for r in paid), ZERO)),
+            "failed": len(failed),
+            "mismatch": len(mismatch),
+            "mismatch_amount": money_str(sum((r[2] for r in mismatch), ZERO)),
+            "no_result": missing,
+            "posted": posted,
+        }
+        BankBatch.objects.filter(pk=batch.pk).update(
+            state=BankBatch.State.RESULTS_POSTED, posted_at=at, report=report
+        )
+        audit.record(actor=actor, action="bank.results", target=batch, at=at, after=report)
+    batch.refresh_from_db()
+    return report
+
+
+def _next_ids(model, n: int) -> list[int]:
+    if connection.vendor == "postgresql":
+        seq = f"{model._meta.db_table}_id_seq"
+        with connection.cursor() as cur:
+            cur.execute("SELECT nextval(%s) FROM generate_series(1, %s)", [seq, n])
+            return [r[0] for r in cur.fetchall()]
+    first = (model.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1
+    return list(range(first, first + n))
+
+
+def _copy(model, fields: list[str], rows: list[tuple]) -> None:
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        cols = ", ".join(f'"{model._meta.get_field(f).column}"' for f in fields)
+        with (
+            connection.cursor() as cur,
+            cur.cursor.copy(f'COPY "{model._meta.db_table}" ({cols}) FROM STDIN') as cp,
+        ):
+            for r in rows:
+                cp.write_row(r)
+    else:
+        names = [model._meta.get_field(f).attname for f in fields]
+        model.objects.bulk_create([model(**dict(zip(names, r, strict=True))) for r in rows], batch_size=2000)
+
+
+def _post_withholding_chunk(*, batch: BankBatch, rows: list, actor, at: datetime) -> int:
+    """Set-based posting of successful debits: lock the chunk's accounts (in id order), load their
+    open debts in one query, plan allocations (no late fee: a direct debit is on time by the
+    utility's own schedule), then write entries, lines, allocations and payments in bulk."""
+    with transaction.atomic():
+        line_nos = [r[0] for r in rows]
+        pending = dict(
+            BankBatchLine.objects.filter(
+                batch=batch, line_no__in=line_nos, state=BankBatchLine.State.PENDING
+            ).values_list("line_no", "account_id")
+        )
+        rows = [r for r in rows if r[0] in pending]
+        if not rows:
+            return 0
+        acc_ids = sorted({pending[r[0]] for r in rows})
+        list(
+            Account.objects.select_for_update()
+            .filter(pk__in=acc_ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        orgs = dict(Account.objects.filter(pk__in=acc_ids).values_list("pk", "org_id"))
+        debts: dict[int, list[rules.Debt]] = defaultdict(list)
+        paid_q = (
+            Allocation.objects.filter(account_id__in=acc_ids, debit__kind__in=DEBT_KINDS)
+            .values_list("debit_id")
+            .annotate(t=Sum("amount"))
+        )
+        paid_map = dict(paid_q)
+        for pk, acc, amt, due, kind, ref in LedgerEntry.objects.filter(
+            account_id__in=acc_ids, kind__in=DEBT_KINDS
+        ).values_list("pk", "account_id", "amount", "due_date", "kind", "refers_to_id"):
+            left = amt - paid_map.get(pk, ZERO)
+            if left > 0:
+                debts[acc].append(
+                    rules.Debt(
+                        id=pk,
+                        open=left,
+                        due_date=due,
+                        is_late_fee=kind == EntryKind.LATE_FEE,
+                        parent_id=ref if kind == EntryKind.LATE_FEE else None,
+                    )
+                )
+        n = len(rows)
+        entry_ids = _next_ids(LedgerEntry, n)
+        bd = services.local_date(at)
+        actor_id = actor.pk if actor is not None and actor.pk else None
+        entries, lines, allocs, pays = [], [], [], []
+        for (line_no, _acc_no, amount, _code, txn), eid in zip(rows, entry_ids, strict=True):
+            acc = pending[line_no]
+            no = f"{batch.batch_no}-{line_no:07d}"
+            entries.append(
+                (
+                    eid,
+                    orgs[acc],
+                    acc,
+                    EntryKind.PAYMENT,
+                    no,
+                    -amount,
+                    None,
+                    bd,
+                    at,
+                    "",
+                    None,
+                    None,
+                    None,
+                    None,
+                    "",
+                    actor_id,
+                    "银行代扣",
+                )
+            )
+            lines.append((eid, acc, GL.RECEIVABLE, -amount))
+            lines.append((eid, None, GL.BANK_CLEARING, amount))
+            plan = rules.plan_payment(amount=amount, debts=debts[acc], paid_on=bd, charge_late_fees=False)
+            used = defaultdict(lambda: ZERO)
+            for (_w, did), comp, a in plan.allocations:
+                allocs.append((acc, eid, did, comp, a, at, eid))
+                used[did] += a
+            if used:
+                debts[acc] = [
+                    rules.Debt(**{**services._debt_dict(d), "open": d.open - used[d.id]})
+                    for d in debts[acc]
+                    if d.open - used[d.id] > 0
+                ]
+            pays.append(
+                (
+                    eid,
+                    orgs[acc],
+                    acc,
+                    Channel.BANK_WITHHOLDING,
+                    amount,
+                    at,
+                    bd,
+                    no,
+                    txn,
+                    None,
+                    "",
+                    None,
+                    None,
+                    "",
+                )
+            )
+        _copy(
+            LedgerEntry,
+            [
+                "id",
+                "org",
+                "account",
+                "kind",
+                "document_no",
+                "amount",
+                "due_date",
+                "business_date",
+                "posted_at",
+                "source_type",
+                "source_id",
+                "reverses",
+                "refers_to",
+                "origin",
+                "late_fee_class",
+                "actor",
+                "memo",
+            ],
+            entries,
+        )
+        _copy(LedgerLine, ["entry", "account", "gl", "amount"], lines)
+        _copy(Allocation, ["account", "credit", "debit", "component", "amount", "at", "by_entry"], allocs)
+        _copy(
+            Payment,
+            [
+                "entry",
+                "org",
+                "account",
+                "channel",
+                "amount",
+                "paid_at",
+                "business_date",
+                "receipt_no",
+                "channel_txn_id",
+                "idempotency_key",
+                "request_hash",
+                "session",
+                "cashier",
+                "reference",
+            ],
+            pays,
+        )
+        for j in range(0, n, 5000):
+            BankBatchLine.objects.filter(batch=batch, line_no__in=[r[0] for r in rows[j : j + 5000]]).update(
+                state=BankBatchLine.State.PAID, result_code=SUCCESS
+            )
+    return n
+
+
+def reconciliation(batch: BankBatch) -> dict:
+    """Lines by state with amounts, and the suspense list (mismatches and lines with no result)."""
+    by_state = {
+        s: {"count": c, "amount": money_str(a or ZERO)}
+        for s, c, a in BankBatchLine.objects.filter(batch=batch)
+        .values_list("state")
+        .annotate(c=models_count(), a=Sum("amount"))
+        .values_list("state", "c", "a")
+    }
+    suspense = list(
+        BankBatchLine.objects.filter(
+            batch=batch, state__in=[BankBatchLine.State.MISMATCH, BankBatchLine.State.PENDING]
+        )
+        .select_related("account")
+        .order_by("line_no")[:500]
+    )
+    return {"batch": batch, "by_state": by_state, "suspense": suspense, "report": batch.report}
+
+
+def models_count():
+    from django.db.models import Count
+
+    return Count("id")
