@@ -450,6 +450,12 @@ class Difference:
             return None
         return (b / a - 1).quantize(Decimal("0.0001"))
 
+    @property
+    def percent(self) -> str | None:
+        """The change of a price in percent, signed ("+3.17%", "-3.39%")."""
+        r = self.ratio
+        return None if r is None else f"{r * 100:+.2f}%"
+
 
 def compare(left: dict[str, Any], right: dict[str, Any], *, include_same: bool = False) -> list[Difference]:
     a, b = flatten(left), flatten(right)
