@@ -17,6 +17,7 @@ from django.db import connection, transaction
 
 from mmis.cli.demo.context import DemoContext
 from mmis.cli.demo.orgs import build_orgs
+from mmis.cli.demo.step_tariffs import build_tariffs
 from mmis.cli.demo.users import build_users
 
 
@@ -124,6 +125,7 @@ def _load_customers(ctx: DemoContext, loader, n: int) -> None:
 STEPS: list[Step] = [
     Step("orgs", build_orgs),
     Step("users", build_users),
+    Step("tariffs", build_tariffs),  # needs the admin user (actor of the catalog import)
     Step("customers", build_customers),
 ]
 
