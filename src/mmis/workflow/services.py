@@ -257,7 +257,7 @@ def _open_task(
         due = _deadline(at, value, unit, calendar)
         warn = _deadline(at, value * definition.warn_share, unit, calendar)
         escalate = _deadline(at, value * definition.escalate_share, unit, calendar)
-    if assignee is None and step.assign == "initiator":
+    if assignee is None and step.assign == "initiator" and instance.applicant_id is None:
         assignee = instance.initiator
     task = Task.objects.create(
         instance=instance,
