@@ -126,7 +126,9 @@ class Policy(models.Model):
     allocation_order = models.CharField(
         _("销账顺序"), max_length=20, choices=Order.choices, default=Order.LATE_FEE_FIRST
     )
-    late_fee_minimum = models.DecimalField(_("违约金最低额"), max_digits=14, decimal_places=2, default=1)
+    late_fee_minimum = models.DecimalField(
+        _("违约金最低额"), max_digits=14, decimal_places=2, default=Decimal("1.00")
+    )
     minimum_scope = models.CharField(
         _("最低额适用"), max_length=10, choices=MinimumScope.choices, default=MinimumScope.BILL
     )
@@ -140,12 +142,20 @@ class Policy(models.Model):
     payment_term_days = models.PositiveSmallIntegerField(_("缴费期限(天)"), default=15)
     # [{"code": "reminder", "after_days": 1, "channel": "sms"}, ...] (days overdue)
     dunning_ladder = models.JSONField(_("催费阶梯"), default=list, blank=True)
-    dunning_min_amount = models.DecimalField(_("催费起点金额"), max_digits=14, decimal_places=2, default=1)
+    dunning_min_amount = models.DecimalField(
+        _("催费起点金额"), max_digits=14, decimal_places=2, default=Decimal("1.00")
+    )
     disconnect_min_overdue_days = models.PositiveSmallIntegerField(_("停电最少逾期天数"), default=30)
-    prepaid_threshold1 = models.DecimalField(_("预警阈值1"), max_digits=14, decimal_places=2, default=50)
-    prepaid_threshold2 = models.DecimalField(_("预警阈值2"), max_digits=14, decimal_places=2, default=20)
+    prepaid_threshold1 = models.DecimalField(
+        _("预警阈值1"), max_digits=14, decimal_places=2, default=Decimal("50.00")
+    )
+    prepaid_threshold2 = models.DecimalField(
+        _("预警阈值2"), max_digits=14, decimal_places=2, default=Decimal("20.00")
+    )
     prepaid_grace_hours = models.PositiveSmallIntegerField(_("欠费宽限(小时)"), default=24)
-    reconnect_threshold = models.DecimalField(_("复电阈值"), max_digits=14, decimal_places=2, default=0)
+    reconnect_threshold = models.DecimalField(
+        _("复电阈值"), max_digits=14, decimal_places=2, default=Decimal("0.00")
+    )
     reconnect_within_hours = models.PositiveSmallIntegerField(_("复电时限(小时)"), default=24)
     write_off_approval_amount = models.DecimalField(
         _("核销需上级审批金额"), max_digits=14, decimal_places=2, default=5000

@@ -610,6 +610,9 @@ def take_payment(
                 reference=reference,
                 designated=designated,
             )
+            from mmis.accounts import collection  # cost control sits above the ledger
+
+            collection.after_payment(account_id=acc.pk, at=at)
             audit.record(
                 actor=actor,
                 action="payment.take",
