@@ -1,0 +1,163 @@
+"""Reads of billing, always through the caller's data scope (outside it: NotFound)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import QuerySet
+
+from mmis.billing.models import Bill, BillingRun, Correction, RunException
+from mmis.common.errors import NotFound
+from mmis.org.models import User
+from mmis.org.scope import DataScope
+
+READ_ROLES = ("billing_auditor", "manager", "administrator")
+WRITE_ROLES = ("billing_auditor", "administrator")
+
+
+def can_read(user: User) -> bool:
+    return user.is_superuser or user.has_role(*READ_ROLES)
+
+
+def can_write(user: User) -> bool:
+    return user.is_superuser or user.has_role(*WRITE_ROLES)
+
+
+def runs(user: User) -> QuerySet[BillingRun]:
+    return DataScope.for_user(user).filter(BillingRun.objects.select_related("org"), "org")
+
+
+def get_run(user: User, pk: int | str) -> BillingRun:
+    try:
+        return runs(user).get(pk=pk)
+    except (BillingRun.DoesNotExist, ValueError):
+        raise NotFound(f"no billing run {pk}") from None
+
+
+def bills(user: User) -> QuerySet[Bill]:
+    return DataScope.for_user(user).filter(Bill.objects.select_related("customer", "point", "org"), "org")
+
+
+def get_bill(user: User, pk: int | str) -> Bill:
+    try:
+        return bills(user).select_related("account", "run", "partition").get(pk=pk)
+    except (Bill.DoesNotExist, ValueError):
+        raise NotFound(f"no bill {pk}") from None
+
+
+def audit_queue(user: User, *, run_id: int | None = None) -> QuerySet[Bill]:
+    qs = bills(user).filter(state=Bill.State.CALCULATED)
+    if run_id:
+        qs = qs.filter(run_id=run_id)
+    return qs.order_by("-risk", "-amount", "pk")
+
+
+def exceptions(run: BillingRun) -> QuerySet[RunException]:
+    return run.exception_set.select_related("point", "point__customer", "partition")
+
+
+def corrections(user: User) -> QuerySet[Correction]:
+    return DataScope.for_user(user).filter(
+        Correction.objects.select_related("bill", "bill__customer", "requested_by", "decided_by"), "org"
+    )
+
+
+def get_correction(user: User, pk: int | str) -> Correction:
+    try:
+        return corrections(user).get(pk=pk)
+    except (Correction.DoesNotExist, ValueError):
+        raise NotFound(f"no correction {pk}") from None
+
+
+def usage_history(bill: Bill, months: int = 12) -> list[dict[str, Any]]:
+    """The point's last `months` bills up to this one (for the chart on the bill)."""
+    rows = (
+        Bill.objects.filter(point_id=bill.point_id, period_start__lte=bill.period_start)
+        .exclude(state=Bill.State.RETURNED)
+        .order_by("-period_start")
+        .values("period_start", "energy_kwh", "amount")[:months]
+    )
+    return [
+        {"month": f"{r['period_start']:%Y-%m}", "kwh": r["energy_kwh"], "amount": r["amount"]}
+        for r in reversed(list(rows))
+    ]
+
+
+LINE_LABELS = {
+    "energy.flat": "电度电费",
+    "energy.tier1": "第一档电费",
+    "energy.tier2": "第二档电费",
+    "energy.tier3": "第三档电费",
+    "energy.sharp": "尖峰电费",
+    "energy.peak": "高峰电费",
+    "energy.valley": "低谷电费",
+    "basic.capacity": "基本电费(容量)",
+    "basic.demand": "基本电费(需量)",
+    "basic.demand_excess": "基本电费(超需量)",
+    "pf_adjustment": "功率因数调整电费",
+    "fund.hydro_project": "国家重大水利工程建设基金",
+    "fund.reservoir_resettlement": "大中型水库移民后期扶持资金",
+    "fund.small_reservoir": "小型水库移民扶助基金",
+    "fund.renewable": "可再生能源电价附加",
+    "fund.rural_grid_loan": "农网还贷资金",
+}
+
+
+def line_label(code: str) -> str:
+    if code in LINE_LABELS:
+        return LINE_LABELS[code]
+    if code.startswith("energy.tier") and code.endswith("_increment"):
+        return f"第{code[11:-10]}档加价"
+    if code.startswith("component."):
+        return f"{code[10:]}"
+    if code.startswith("fund."):
+        return f"基金 {code[5:]}"
+    return code
+
+
+def trace_steps(bill: Bill) -> list[dict[str, Any]]:
+    """The bill explained: readings → energy → tariff version → lines → total."""
+    t = bill.trace or {}
+    r = t.get("r", {})
+    steps = [
+        {
+            "title": "抄表示数",
+            "rows": [
+                ("起码", r.get("start")),
+                ("止码", r.get("end")),
+                ("综合倍率", r.get("mult")),
+                ("估抄", "是" if r.get("est") else "否"),
+            ],
+        },
+        {
+            "title": "电量",
+            "rows": [
+                ("抄见电量(kWh)", r.get("kwh")),
+                ("分时电量", r.get("tou")),
+                ("无功电量(kvarh)", r.get("kvarh")),
+                ("最大需量(kW)", r.get("md")),
+                ("变损电量(kWh)", t.get("loss")),
+                ("计费电量(kWh)", bill.energy_kwh),
+                ("功率因数", t.get("pfv")),
+            ],
+        },
+    ]
+    for i, s in enumerate(t.get("seg", [])):
+        steps.append(
+            {
+                "title": f"电价版本 {s.get('vl') or s.get('v')}"
+                + (f"(第{i + 1}段)" if len(t["seg"]) > 1 else ""),
+                "rows": [
+                    ("计费期", f"{s['start']} 至 {s['end']}"),
+                    ("电量(kWh)", s["kwh"]),
+                    ("分时电量", s.get("tou")),
+                    ("年累计/段前电量", s.get("ytd")),
+                ],
+            }
+        )
+    return steps
+
+
+def total_of(lines) -> Decimal:
+    return sum((ln.amount for ln in lines), Decimal("0.00"))

@@ -1,0 +1,121 @@
+"""Billing pages and API through the test client: start a run, watch it, audit, release, correct,
+PDF and Excel; role refusals and data scope."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "integration" / "billing"))
+
+from billing_support import FakeSource, add_point, new_customer, reading
+
+from mmis.billing import inputs, services, views
+from mmis.billing.models import Bill, BillingRun, Correction
+
+
+@pytest.fixture
+def setup(utility, monkeypatch):
+    from mmis.org import services as org_services
+
+    fake = FakeSource()
+    st = utility.stations[0]
+    points = []
+    for i, kwh in enumerate(["450", "380", "0"]):
+        p = add_point(new_customer(st, 500 + i), tariff_code="RES", book="F01")
+        fake.readings[p.pk] = reading(p.pk, kwh)
+        points.append(p)
+    p = add_point(new_customer(st, 510), tariff_code="RES", book="F01")  # no reading
+    auditor = org_services.create_user(
+        username="auditor", password="Mmis@2026-test", org=utility.province, roles=["billing_auditor"]
+    )
+    outsider = org_services.create_user(
+        username="auditor2", password="Mmis@2026-test", org=utility.counties[3], roles=["billing_auditor"]
+    )
+    monkeypatch.setattr(views, "_start_in_background", lambda run: services.run_in_process(run))
+    with inputs.use(fake):
+        yield {"fake": fake, "points": points, "auditor": auditor, "outsider": outsider, "utility": utility}
+
+
+def test_start_watch_audit_release_and_documents(setup, login):
+    client = login(setup["auditor"])
+    page = client.get("/billing/")
+    assert page.status_code == 200 and "电费核算" in page.content.decode()
+    r = client.post("/billing/", {"month": "2026-03", "org": setup["utility"].province.pk, "books": ""})
+    run = BillingRun.objects.get()
+    assert r.status_code == 302 and r["Location"] == f"/billing/runs/{run.pk}/"
+    detail = client.get(r["Location"]).content.decode()
+    assert "F01" in detail and "no_reading" in detail and "已计算" in detail
+    progress = client.get(f"/billing/runs/{run.pk}/progress/").content.decode()
+    assert "100%" in progress and "hx-get" not in progress  # finished: polling stops
+    queue = client.get(f"/billing/audit/?run={run.pk}").content.decode()
+    zero = Bill.objects.get(point=setup["points"][2])
+    assert zero.number in queue and "运行计量点电费为零" in queue
+    bill = Bill.objects.get(point=setup["points"][0])
+    html = client.get(f"/billing/bills/{bill.pk}/").content.decode()
+    assert "计算过程" in html and "第一档电费" in html and "270.61" in html
+    r = client.post("/billing/audit/", {"run": run.pk, "bill": [b.pk for b in Bill.objects.all()]})
+    assert r.status_code == 302 and set(Bill.objects.values_list("state", flat=True)) == {"audited"}
+    r = client.post(f"/billing/runs/{run.pk}/release/")
+    run.refresh_from_db()
+    assert run.state == "released" and run.released_bills == 3
+    pdf = client.get(f"/billing/bills/{bill.pk}/pdf/")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    xlsx = client.get(f"/billing/runs/{run.pk}/export.xlsx")
+    from openpyxl import load_workbook
+
+    wb = load_workbook(io.BytesIO(xlsx.content))
+    rows = list(wb["账单 Bills"].values)
+    assert len(rows) == 4 and rows[0][0] == "账单号"
+    assert list(wb["异常 Exceptions"].values)[1][3] == "no_reading"
+    # correction from the bill page, approved by a manager
+    r = client.post(
+        f"/billing/bills/{Bill.objects.get(point=setup['points'][1]).pk}/",
+        {"action": "correct", "reason_code": "reading_error", "reason": "抄错", "kwh": "420"},
+    )
+    c = Correction.objects.get()
+    assert r.status_code == 302 and str(c.amount) == "28.88"
+    manager = login(setup["utility"].users["manager"])
+    assert manager.get("/billing/corrections/").status_code == 200
+
+
+def test_api_runs_bills_and_refusals(setup, login):
+    client = login(setup["auditor"])
+    r = client.post(
+        "/api/v1/billing-runs",
+        {"month": "2026-03", "org_id": setup["utility"].province.pk},
+        content_type="application/json",
+    )
+    assert r.status_code == 201, r.content
+    run_id = r.json()["id"]
+    got = client.get(f"/api/v1/billing-runs/{run_id}").json()
+    assert got["state"] == "calculated" and got["bills"] == 3 and got["exceptions"] == 1
+    assert client.get(f"/api/v1/billing-runs/{run_id}/exceptions").json()[0]["reason"] == "no_reading"
+    bills = client.get(f"/api/v1/bills?run={run_id}&state=calculated").json()
+    assert bills["count"] == 3
+    first = next(b for b in bills["items"] if float(b["amount"]) > 0)
+    detail = client.get(f"/api/v1/bills/{first['id']}").json()
+    assert detail["lines"] and "seg" in detail["trace"]
+    r = client.post(
+        "/api/v1/bill-approvals",
+        {"bill_ids": [b["id"] for b in bills["items"]]},
+        content_type="application/json",
+    )
+    assert r.json() == {"approved": 3}
+    assert client.post(f"/api/v1/billing-runs/{run_id}/release").json() == {"released": 3}
+    bad = client.post(
+        "/api/v1/billing-runs",
+        {"month": "2026-13", "org_id": setup["utility"].province.pk},
+        content_type="application/json",
+    )
+    assert bad.status_code == 422 and bad.json()["errors"][0]["path"] == "month"
+    # outside the data scope: 404; without the role: 403
+    other = login(setup["outsider"])
+    assert other.get(f"/api/v1/bills/{first['id']}").status_code == 404
+    assert other.get(f"/billing/bills/{first['id']}/").status_code == 404
+    clerk = login(setup["utility"].users["counter_a"])
+    assert clerk.get("/api/v1/billing-runs").status_code == 403
+    assert clerk.get("/billing/").status_code == 403
