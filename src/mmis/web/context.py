@@ -13,7 +13,7 @@ NAVIGATION = [
     (_("电价"), "tariffs:list", ()),
     (_("抄表"), "readings:home", ("meter_reader", "billing_auditor", "manager", "administrator")),
     (_("电费核算"), "billing:runs", ("billing_auditor", "manager", "administrator")),
-    (_("收费"), "accounts:home", ("cashier", "manager", "administrator")),
+    (_("收费"), "accounts:home", ("cashier", "counter_staff", "manager", "administrator")),
     (_("工单"), "workflow:my_tasks", ()),
     (_("组织机构"), "web:org_tree", ("administrator", "manager")),
     (_("审计日志"), "web:audit_log", ("administrator",)),

@@ -1,0 +1,130 @@
+"""Printable documents: payment receipt and account statement (PDF, reportlab, STSong-Light),
+and the ledger report by org and day (Excel, openpyxl)."""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+
+from django.db.models import Sum
+
+from mmis.accounts.models import EntryKind, LedgerEntry, Payment
+from mmis.common.money import money_str
+
+FONT = "STSong-Light"
+
+
+def _canvas():
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    try:
+        pdfmetrics.getFont(FONT)
+    except KeyError:
+        pdfmetrics.registerFont(UnicodeCIDFont(FONT))
+    buf = io.BytesIO()
+    return buf, canvas.Canvas(buf, pagesize=A4), A4
+
+
+def receipt_pdf(payment: Payment) -> bytes:
+    buf, c, (w, h) = _canvas()
+    y = h - 60
+    c.setFont(FONT, 18)
+    c.drawCentredString(w / 2, y, "电费缴费收据 Payment receipt")
+    c.setFont(FONT, 11)
+    acc = payment.account
+    rows = [
+        ("收据号 Receipt no.", payment.receipt_no),
+        ("户号 Account", acc.account_no),
+        ("户名 Name", acc.name),
+        ("缴费金额 Amount (元)", money_str(payment.amount)),
+        ("缴费方式 Channel", str(payment.get_channel_display())),
+        ("缴费时间 Paid at", payment.paid_at.strftime("%Y-%m-%d %H:%M")),
+        ("营业日 Business day", payment.business_date.isoformat()),
+        ("收费员 Cashier", str(payment.cashier or "")),
+    ]
+    for label, value in rows:
+        y -= 24
+        c.drawString(70, y, label)
+        c.drawString(260, y, value)
+    y -= 36
+    c.drawString(70, y, "本次销账 Settled")
+    for a in payment.entry.allocations_out.select_related("debit").order_by("id"):
+        y -= 18
+        c.drawString(90, y, f"{a.debit.document_no}  {a.get_component_display()}  {money_str(a.amount)}")
+    c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+def statement_pdf(st: dict) -> bytes:
+    buf, c, (w, h) = _canvas()
+    acc = st["account"]
+
+    def header(y):
+        c.setFont(FONT, 16)
+        c.drawCentredString(w / 2, y, "电费对账单 Account statement")
+        c.setFont(FONT, 10)
+        c.drawString(50, y - 24, f"户号 {acc.account_no}   户名 {acc.name}")
+        period = f"{st['start'] or '开户'} ~ {st['end'] or '至今'}"
+        c.drawString(50, y - 40, f"期间 {period}   期初余额 {money_str(st['opening'])}")
+        y -= 64
+        for x, t in (
+            (50, "日期"),
+            (120, "单据号"),
+            (290, "摘要"),
+            (380, "借方(应收)"),
+            (450, "贷方(实收)"),
+            (520, "余额"),
+        ):
+            c.drawString(x, y, t)
+        return y - 16
+
+    y = header(h - 50)
+    for ln in st["lines"]:
+        if y < 60:
+            c.showPage()
+            y = header(h - 50)
+        e = ln.entry
+        c.drawString(50, y, e.business_date.isoformat())
+        c.drawString(120, y, e.document_no[:26])
+        c.drawString(290, y, str(EntryKind(e.kind).label)[:8])
+        c.drawRightString(440, y, money_str(ln.debit) if ln.debit else "")
+        c.drawRightString(510, y, money_str(ln.credit) if ln.credit else "")
+        c.drawRightString(570, y, money_str(ln.running))
+        y -= 15
+    y -= 10
+    c.drawString(
+        50,
+        y,
+        f"借方合计 {money_str(st['debits'])}   贷方合计 {money_str(st['credits'])}   "
+        f"期末余额 {money_str(st['closing'])}（正数为欠费，负数为预收）",
+    )
+    c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+def ledger_report_xlsx(*, orgs_qs, start: date, end: date) -> bytes:
+    """Entries by org, day and kind over [start, end): count and amount."""
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "账务日报"
+    ws.append(["单位 Org", "记账日 Day", "类型 Kind", "笔数 Count", "金额 Amount"])
+    rows = (
+        LedgerEntry.objects.filter(org__in=orgs_qs, business_date__gte=start, business_date__lt=end)
+        .values_list("org__name", "business_date", "kind")
+        .annotate(n=Sum(1), t=Sum("amount"))
+        .order_by("org__name", "business_date", "kind")
+    )
+    for org, day, kind, n, t in rows:
+        ws.append([org, day.isoformat(), str(EntryKind(kind).label), n, float(t)])
+    for col, width in zip("ABCDE", (30, 14, 16, 10, 16), strict=True):
+        ws.column_dimensions[col].width = width
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()

@@ -1,0 +1,405 @@
+"""Pages of collection (收费与账务). Thin: parse, call one service or query, render."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from mmis.accounts import channels, collection, documents, queries, services
+from mmis.accounts.models import (
+    Approval,
+    BankBatch,
+    CashierSession,
+    CostControlCommand,
+    DayLock,
+    DisconnectionOrder,
+    LedgerEntry,
+    Payment,
+    PrepaidAccount,
+)
+from mmis.common.errors import InvalidInput, NotFound
+from mmis.org.scope import DataScope
+
+STAFF = ("cashier", "counter_staff", "manager", "administrator", "billing_auditor")
+
+
+def staff_only(view):
+    @wraps(view)
+    @login_required
+    def inner(request, *args, **kwargs):
+        if not (request.user.is_superuser or request.user.has_role(*STAFF)):
+            return render(
+                request, "web/forbidden.html", {"message": _("您的角色不能使用收费功能")}, status=403
+            )
+        try:
+            return view(request, *args, **kwargs)
+        except NotFound:
+            raise Http404(_("不存在或不在您的数据权限范围内")) from None
+
+    return inner
+
+
+def _errors(request, exc: InvalidInput) -> None:
+    for e in exc.errors:
+        messages.error(request, f"{e.path}: {e.message}" if e.path else e.message)
+
+
+def _open_session(user):
+    return CashierSession.objects.filter(cashier=user, state=CashierSession.State.OPEN).first()
+
+
+@staff_only
+def home(request):
+    """Cashier workbench: session, find the customer, open items, take the payment, print."""
+    user = request.user
+    q = request.GET.get("q", "").strip()
+    hits = queries.find_accounts(user, q) if q else []
+    account = None
+    if request.GET.get("account"):
+        account = queries.get_account(user, request.GET["account"])
+    elif len(hits) == 1:
+        account = hits[0]
+    session = _open_session(user)
+    today = timezone.localdate()
+    ctx = {"q": q, "hits": hits, "account": account, "session": session}
+    if account is not None:
+        ctx["balance"] = queries.balance(account)
+        ctx["prepayment"] = queries.prepayment(account)
+        ctx["items"] = queries.open_items(account, on=today)
+        ctx["owed_today"] = sum((i.open + i.accrued_fee for i in ctx["items"]), services.ZERO)
+        ctx["recent"] = Payment.objects.filter(account=account).order_by("-paid_at")[:10]
+    if session is not None:
+        ctx["session_payments"] = (
+            Payment.objects.filter(session=session).select_related("account").order_by("-id")[:15]
+        )
+        ctx["session_totals"] = services.session_totals(session)
+    return render(request, "accounts/home.html", ctx)
+
+
+@require_POST
+@staff_only
+def session_open(request):
+    try:
+        services.open_session(
+            cashier=request.user, at=timezone.now(), opening_float=request.POST.get("float") or "0"
+        )
+        messages.success(request, _("已开班"))
+    except InvalidInput as exc:
+        _errors(request, exc)
+    return redirect("accounts:home")
+
+
+@require_POST
+@staff_only
+def pay(request, account_id: int):
+    account = queries.get_account(request.user, account_id)
+    session = _open_session(request.user)
+    try:
+        p = services.take_payment(
+            account=account,
+            amount=request.POST.get("amount"),
+            channel=request.POST.get("channel", "cash"),
+            at=timezone.now(),
+            actor=request.user,
+            session=session,
+            reference=request.POST.get("reference", ""),
+            idempotency_key=request.POST.get("form_key") or None,
+        )
+        messages.success(request, _("收费成功，收据号 %(no)s") % {"no": p.receipt_no})
+    except InvalidInput as exc:
+        _errors(request, exc)
+    return redirect(f"{_url('accounts:home')}?account={account.pk}")
+
+
+def _url(name, *args):
+    from django.urls import reverse
+
+    return reverse(name, args=args)
+
+
+@staff_only
+def receipt(request, payment_id: int):
+    p = queries.get_payment(request.user, payment_id)
+    resp = HttpResponse(documents.receipt_pdf(p), content_type="application/pdf")
+    resp["Content-Disposition"] = f'inline; filename="receipt-{p.receipt_no}.pdf"'
+    return resp
+
+
+def _period(request):
+    def d(name):
+        try:
+            return date.fromisoformat(request.GET.get(name, ""))
+        except ValueError:
+            return None
+
+    return d("start"), d("end")
+
+
+@staff_only
+def statement(request, account_id: int):
+    account = queries.get_account(request.user, account_id)
+    start, end = _period(request)
+    st = queries.statement(account, start=start, end=end)
+    if request.GET.get("format") == "pdf":
+        resp = HttpResponse(documents.statement_pdf(st), content_type="application/pdf")
+        resp["Content-Disposition"] = f'inline; filename="statement-{account.account_no}.pdf"'
+        return resp
+    return render(
+        request,
+        "accounts/statement.html",
+        {"st": st, "account": account, "items": queries.open_items(account, on=timezone.localdate())},
+    )
+
+
+@require_POST
+@staff_only
+def reversal_request(request, payment_id: int):
+    p = queries.get_payment(request.user, payment_id)
+    try:
+        services.request_approval(
+            kind="reversal",
+            account=p.account,
+            actor=request.user,
+            at=timezone.now(),
+            reason=request.POST.get("reason", ""),
+            target=p.entry,
+        )
+        messages.success(request, _("冲正申请已提交，待审批"))
+    except InvalidInput as exc:
+        _errors(request, exc)
+    return redirect(f"{_url('accounts:home')}?account={p.account_id}")
+
+
+@staff_only
+def approvals(request):
+    qs = (
+        DataScope.for_user(request.user)
+        .filter(Approval.objects.all())
+        .select_related("account", "requested_by", "decided_by", "target")
+    )
+    state = request.GET.get("state", "requested")
+    if state:
+        qs = qs.filter(state=state)
+    return render(
+        request, "accounts/approvals.html", {"rows": qs.order_by("-requested_at")[:200], "state": state}
+    )
+
+
+@require_POST
+@staff_only
+def approval_request(request, account_id: int):
+    account = queries.get_account(request.user, account_id)
+    target = None
+    if request.POST.get("target"):
+        target = LedgerEntry.objects.filter(account=account, pk=request.POST["target"]).first()
+    until = None
+    if request.POST.get("valid_until"):
+        try:
+            until = date.fromisoformat(request.POST["valid_until"])
+        except ValueError:
+            until = None
+    try:
+        services.request_approval(
+            kind=request.POST.get("kind", ""),
+            account=account,
+            actor=request.user,
+            at=timezone.now(),
+            reason=request.POST.get("reason", ""),
+            target=target,
+            amount=request.POST.get("amount"),
+            valid_until=until,
+            evidence=request.POST.get("evidence", ""),
+        )
+        messages.success(request, _("申请已提交，待审批"))
+    except InvalidInput as exc:
+        _errors(request, exc)
+    return redirect(f"{_url('accounts:statement', account.pk)}")
+
+
+@require_POST
+@staff_only
+def approval_decide(request, approval_id: int):
+    ap = DataScope.for_user(request.user).filter(Approval.objects.all()).filter(pk=approval_id).first()
+    if ap is None:
+        raise Http404
+    try:
+        services.decide_approval(
+            approval=ap,
+            approve=request.POST.get("decision") == "approve",
+            actor=request.user,
+            at=timezone.now(),
+            note=request.POST.get("note", ""),
+        )
+        messages.success(request, _("已处理"))
+    except InvalidInput as exc:
+        _errors(request, exc)
+    return redirect("accounts:approvals")
+
+
+@staff_only
+def arrears(request):
+    on = timezone.localdate()
+    try:
+        min_days = int(request.GET.get("min_days", "1"))
+    except ValueError:
+        min_days = 1
+    rows = queries.arrears(request.user, on=on, min_days=min_days)
+    return render(
+        request,
+        "accounts/arrears.html",
+        {
+            "rows": rows[:300],
+            "count": len(rows),
+            "on": on,
+            "min_days": min_days,
+            "ageing": queries.ageing_summary(rows),
+            "total": sum((r.total for r in rows), services.ZERO),
+            "orders": DataScope.for_user(request.user)
+            .filter(DisconnectionOrder.objects.all())
+            .select_related("account")
+            .order_by("-created_at")[:50],
+        },
+    )
+
+
+@require_POST
+@staff_only
+def dunning(request):
+    ids = [int(x) for x in request.POST.getlist("account") if x.isdigit()]
+    allowed = set(queries.accounts(request.user).filter(pk__in=ids).values_list("pk", flat=True))
+    counts = collection.run_dunning(
+        on=timezone.localdate(), at=timezone.now(), account_ids=sorted(allowed), actor=request.user
+    )
+    messages.success(request, _("催费已执行：%(c)s") % {"c": counts})
+    return redirect("accounts:arrears")
+
+
+@staff_only
+def bank(request):
+    batches = DataScope.for_user(request.user).filter(BankBatch.objects.all()).order_by("-created_at")[:50]
+    return render(request, "accounts/bank.html", {"batches": batches})
+
+
+@require_POST
+@staff_only
+def bank_export(request):
+    org = request.user.org
+    if org is None:
+        raise Http404
+    b = channels.export_batch(org=org, actor=request.user, at=timezone.now())
+    messages.success(request, _("已生成代扣批次 %(no)s，%(n)s 笔") % {"no": b.batch_no, "n": b.line_count})
+    return redirect("accounts:bank")
+
+
+@staff_only
+def bank_file(request, batch_id: int):
+    b = DataScope.for_user(request.user).filter(BankBatch.objects.all()).filter(pk=batch_id).first()
+    if b is None:
+        raise Http404
+    resp = HttpResponse(channels.batch_file(b), content_type="text/csv; charset=utf-8")
+    resp["Content-Disposition"] = f'attachment; filename="{b.batch_no}.csv"'
+    return resp
+
+
+@staff_only
+def bank_batch(request, batch_id: int):
+    b = DataScope.for_user(request.user).filter(BankBatch.objects.all()).filter(pk=batch_id).first()
+    if b is None:
+        raise Http404
+    if request.method == "POST":
+        f = request.FILES.get("file")
+        content = f.read().decode("utf-8-sig") if f else request.POST.get("content", "")
+        try:
+            channels.import_results(batch=b, content=content, actor=request.user, at=timezone.now())
+            messages.success(request, _("回盘已入账"))
+        except InvalidInput as exc:
+            _errors(request, exc)
+        return redirect("accounts:bank_batch", batch_id=b.pk)
+    return render(request, "accounts/bank_batch.html", channels.reconciliation(b))
+
+
+@staff_only
+def close(request):
+    """Daily close (日结): the cashier counts the till; a manager locks the hall's day."""
+    user = request.user
+    session = _open_session(user)
+    if request.method == "POST":
+        try:
+            if request.POST.get("action") == "lock":
+                day = date.fromisoformat(request.POST.get("business_date", ""))
+                services.lock_day(org=user.org, business_date=day, actor=user, at=timezone.now())
+                messages.success(request, _("营业日已锁定"))
+            elif session is not None:
+                services.close_session(
+                    session=session,
+                    counted_cash=request.POST.get("counted_cash"),
+                    actor=user,
+                    at=timezone.now(),
+                    note=request.POST.get("note", ""),
+                )
+                messages.success(request, _("日结完成"))
+        except (InvalidInput, ValueError) as exc:
+            if isinstance(exc, InvalidInput):
+                _errors(request, exc)
+            else:
+                messages.error(request, _("日期格式错误"))
+        return redirect("accounts:close")
+    scope = DataScope.for_user(user)
+    return render(
+        request,
+        "accounts/close.html",
+        {
+            "session": session,
+            "totals": services.session_totals(session) if session else None,
+            "sessions": scope.filter(CashierSession.objects.all())
+            .select_related("cashier", "org")
+            .order_by("-opened_at")[:50],
+            "locks": scope.filter(DayLock.objects.all())
+            .select_related("org", "locked_by")
+            .order_by("-business_date")[:30],
+            "today": timezone.localdate(),
+        },
+    )
+
+
+@staff_only
+def ledger_report(request):
+    start, end = _period(request)
+    end = end or timezone.localdate() + timedelta(days=1)
+    start = start or end - timedelta(days=31)
+    data = documents.ledger_report_xlsx(orgs_qs=DataScope.for_user(request.user).orgs(), start=start, end=end)
+    resp = HttpResponse(
+        data, content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
+    resp["Content-Disposition"] = f'attachment; filename="ledger-{start}-{end}.xlsx"'
+    return resp
+
+
+@staff_only
+def prepaid(request):
+    scope = DataScope.for_user(request.user)
+    rows = list(
+        scope.filter(PrepaidAccount.objects.all())
+        .select_related("account")
+        .order_by("state", "account_id")[:200]
+    )
+    for r in rows:
+        r.available = collection.available(r)
+    return render(
+        request,
+        "accounts/prepaid.html",
+        {
+            "rows": rows,
+            "commands": scope.filter(CostControlCommand.objects.all())
+            .select_related("account")
+            .order_by("-requested_at")[:50],
+        },
+    )
