@@ -56,21 +56,21 @@ class TariffVersion:
     resolved: Any = None  # the lower app's object (for `for_point`)
     tier_year_start_month: int = 1
 
+    basic_prices: dict[str, Decimal] = field(default_factory=dict)
+
     def for_point(self, *, basic_mode: str, pf_standard: str) -> Tariff:
-        """The pricing with the point's basic mode and PF standard; the point's own capacity or
-        contract demand goes into the batch as `basic_quantity`."""
-        if self.resolved is not None and hasattr(self.resolved, "for_point"):
-            return self.resolved.for_point(
-                basic_mode=basic_mode or None,
-                capacity_kva=Decimal(1),
-                contract_demand_kw=Decimal(1),
-                pf_standard=pf_standard,
-            )
-        from dataclasses import replace
+        """The pricing with the point's basic mode and PF standard (the catalog's own rule); the
+        point's capacity or contract demand goes into the batch as `basic_quantity`."""
+        from mmis.tariffs.rules import tariff_for_point
 
-        from mmis.rating.tariff import PowerFactorRule
-
-        return replace(self.tariff, power_factor=PowerFactorRule(pf_standard) if pf_standard else None)
+        return tariff_for_point(
+            pricing=self.tariff,
+            basic_prices=self.basic_prices,
+            basic_mode=basic_mode or None,
+            capacity_kva=Decimal(1),
+            contract_demand_kw=Decimal(1),
+            pf_standard=pf_standard,
+        )
 
 
 class Source:
@@ -281,6 +281,7 @@ def from_resolved(r: Any) -> TariffVersion:
         tariff=r.tariff,
         resolved=r,
         tier_year_start_month=int(_get(r, "tier_year_start_month", default=1) or 1),
+        basic_prices={k: Decimal(str(v)) for k, v in (_get(r, "basic_prices", default={}) or {}).items()},
     )
 
 

@@ -123,6 +123,7 @@ class RunTariff(models.Model):
     label = models.CharField(max_length=100, blank=True, default="")
     effective_from = models.DateField(null=True, blank=True)
     tariff = models.JSONField()
+    basic_prices = models.JSONField(default=dict)  # basic-charge mode → price (the catalog's)
 
     class Meta:
         constraints = [

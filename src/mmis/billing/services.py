@@ -410,6 +410,7 @@ def _write(p: RunPartition, result: _Result) -> None:
                 label=v.label,
                 effective_from=v.effective_from,
                 tariff=v.tariff.to_dict(),
+                basic_prices={k: str(x) for k, x in v.basic_prices.items()},
             )
             for vid, v in result.versions.items()
             if vid not in existing
@@ -607,6 +608,7 @@ def run_versions(run_id: int) -> dict[int, TariffVersion]:
             effective_from=rt.effective_from or date(2000, 1, 1),
             effective_to=None,
             tariff=parse_tariff(rt.tariff),
+            basic_prices={k: Decimal(x) for k, x in (rt.basic_prices or {}).items()},
         )
     return out
 

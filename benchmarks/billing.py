@@ -1,0 +1,278 @@
+"""Billing run throughput on PostgreSQL: seed N customers (the demo builder) with two register
+readings each, run the month (in-process, then on Celery with 2 worker processes), and compare the
+run with a raw COPY of the same bill and bill-line rows.
+
+`python benchmarks/billing.py --scale N` (default 1,000,000). Uses MMIS_BENCH_DATABASE_URL (default
+postgresql://postgres@127.0.0.1:5432/mmis_bench; the database is dropped and recreated) and, for the
+Celery mode, MMIS_BENCH_BROKER_URL (default amqp://guest:guest@127.0.0.1:5672//; --no-celery skips).
+Prints a table, then as the LAST line one JSON object with bills, seconds, bills_per_s,
+copy_seconds, ratio_to_copy and wrong_bills (a random sample of 1,000 bills re-rated with the
+scalar engine from their trace, compared line by line: must be 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/mmis_bench"
+DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+
+READINGS_SQL = """
+INSERT INTO readings_meterreading
+  (org_id, metering_point_id, meter_id, reading_date, total, sharp, peak, flat, valley, reactive,
+   max_demand, source, status, fault_flags, note, photo, entered_at)
+SELECT p.org_id, p.id, m.id, d.day,
+       b.base + CASE WHEN d.n = 1 THEN b.delta ELSE 0 END,
+       CASE WHEN p.tou THEN b.base / 10 + CASE WHEN d.n = 1 THEN b.delta / 10 ELSE 0 END END,
+       CASE WHEN p.tou THEN b.base * 3 / 10 + CASE WHEN d.n = 1 THEN b.delta * 3 / 10 ELSE 0 END END,
+       CASE WHEN p.tou THEN b.base - b.base / 10 - 2 * (b.base * 3 / 10)
+            + CASE WHEN d.n = 1 THEN b.delta - b.delta / 10 - 2 * (b.delta * 3 / 10) ELSE 0 END END,
+       CASE WHEN p.tou THEN b.base * 3 / 10 + CASE WHEN d.n = 1 THEN b.delta * 3 / 10 ELSE 0 END END,
+       b.base / 2 + CASE WHEN d.n = 1 THEN b.delta * 2 / 5 ELSE 0 END,
+       CASE WHEN d.n = 1 THEN round(b.delta / 300.0, 4) END,
+       'ami', 'valid', '[]', '', '', now()
+FROM customers_meteringpoint p
+LEFT JOIN assets_meter m ON m.metering_point_id = p.id
+CROSS JOIN LATERAL (SELECT (100 + (p.id * 7919) % 90000)::numeric AS base,
+                           (CASE WHEN p.usage_category = 'residential' THEN 30 + (p.id * 104729) % 600
+                                 ELSE 200 + (p.id * 104729) % 5000 END)::numeric AS delta) b
+CROSS JOIN (VALUES (0, DATE '2026-02-25'), (1, DATE '2026-03-25')) AS d(n, day)
+"""
+
+
+def env_for(url: str, broker: str = "") -> dict[str, str]:
+    env = dict(os.environ)
+    env["MMIS_DATABASE_URL"] = url
+    env["MMIS_BROKER_URL"] = broker
+    env["MMIS_VAR_DIR"] = str(Path("/tmp") / "mmis_bench_billing")
+    env["PYTHONPATH"] = str(ROOT / "src")
+    return env
+
+
+def seed(url: str, scale: int) -> float:
+    from seed import migrate, recreate_database
+
+    t0 = time.perf_counter()
+    recreate_database(url)
+    env = env_for(url)
+    migrate(env)
+    subprocess.run(
+        [sys.executable, "-m", "mmis", "demo", "--customers", str(scale)],
+        check=True,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scale", type=int, default=1_000_000)
+    p.add_argument("--no-seed", action="store_true", help="reuse the seeded database")
+    p.add_argument("--no-celery", action="store_true")
+    p.add_argument("--sample", type=int, default=1000)
+    args = p.parse_args(argv)
+    url = os.environ.get("MMIS_BENCH_DATABASE_URL", DEFAULT_URL)
+    broker = os.environ.get("MMIS_BENCH_BROKER_URL", DEFAULT_BROKER)
+    seed_s = 0.0 if args.no_seed else seed(url, args.scale)
+    for k, v in env_for(url).items():
+        os.environ[k] = v
+    os.environ.pop("MMIS_BROKER_URL", None)
+    from mmis.cli.django_setup import setup
+
+    setup()
+    from django.db import connection
+    from django.utils import timezone
+    from tqdm import tqdm
+
+    from mmis.billing import calc, services
+    from mmis.billing.models import Bill, BillLine
+    from mmis.common.periods import Period
+    from mmis.org.models import Org
+
+    month = Period.month(2026, 3)
+    with connection.cursor() as cur:
+        cur.execute("DELETE FROM readings_meterreading")
+        t0 = time.perf_counter()
+        cur.execute(READINGS_SQL)
+        n_readings = cur.rowcount
+        cur.execute("ANALYZE")
+    readings_s = time.perf_counter() - t0
+    province = Org.objects.filter(depth=1).order_by("path").first()
+
+    # --- in-process run ----------------------------------------------------------------------
+    t0 = time.perf_counter()
+    run = services.plan_run(org=province, month=month, actor=None, at=timezone.now())
+    plan_s = time.perf_counter() - t0
+    with tqdm(total=run.points_total, unit=" points", desc="in-process run", file=sys.stderr) as bar:
+        run = services.run_in_process(run, progress=lambda part: bar.update(part.points))
+    run_s = time.perf_counter() - t0
+    bills = run.bills
+    lines = BillLine.objects.filter(bill__run=run).count()
+
+    # --- raw COPY of the same rows into tables of the same shape (indexes included) ---------
+    with connection.cursor() as cur:
+        bill_txt, line_txt = io.StringIO(), io.StringIO()
+        raw = cur.cursor
+        with raw.copy(f"COPY (SELECT * FROM billing_bill WHERE run_id = {run.pk}) TO STDOUT") as cp:
+            for chunk in cp:
+                bill_txt.write(bytes(chunk).decode())
+        with raw.copy(
+            f"COPY (SELECT l.* FROM billing_billline l JOIN billing_bill b ON b.id = l.bill_id "
+            f"WHERE b.run_id = {run.pk}) TO STDOUT"
+        ) as cp:
+            for chunk in cp:
+                line_txt.write(bytes(chunk).decode())
+        cur.execute("DROP TABLE IF EXISTS bench_bill, bench_line")
+        cur.execute(
+            "CREATE UNLOGGED TABLE bench_bill (LIKE billing_bill INCLUDING DEFAULTS INCLUDING INDEXES)"
+        )
+        cur.execute(
+            "CREATE UNLOGGED TABLE bench_line (LIKE billing_billline INCLUDING DEFAULTS INCLUDING INDEXES)"
+        )
+        cur.execute("ALTER TABLE bench_bill SET LOGGED")
+        cur.execute("ALTER TABLE bench_line SET LOGGED")
+        connection.commit() if not connection.get_autocommit() else None
+        t0 = time.perf_counter()
+        with raw.copy("COPY bench_bill FROM STDIN") as cp:
+            cp.write(bill_txt.getvalue())
+        with raw.copy("COPY bench_line FROM STDIN") as cp:
+            cp.write(line_txt.getvalue())
+        copy_s = time.perf_counter() - t0
+        cur.execute("DROP TABLE bench_bill, bench_line")
+
+    # --- scalar engine on a random sample -----------------------------------------------------
+    ids = list(Bill.objects.filter(run=run).values_list("pk", flat=True))
+    rng = random.Random(42)
+    sample = rng.sample(ids, min(args.sample, len(ids)))
+    versions = services.run_versions(run.pk)
+    wrong = 0
+    for b in Bill.objects.filter(pk__in=sample).prefetch_related("lines"):
+        results = calc.scalar_rate(b.trace, versions)
+        expected = [(s, ln.code, ln.quantity, ln.price, ln.amount) for s, r in results for ln in r.lines]
+        got = [(ln.segment, ln.code, ln.quantity, ln.price, ln.amount) for ln in b.lines.all()]
+        if got != expected or b.amount != sum(r.total for _, r in results):
+            wrong += 1
+
+    # --- Celery mode: 2 worker processes, same code path ------------------------------------
+    celery_s = None
+    celery_bills = None
+    if not args.no_celery:
+        celery_s, celery_bills = celery_run(url, broker, province.pk, month)
+
+    rows = [
+        ("customers seeded (demo builder)", f"{args.scale:,}", f"{seed_s:.1f} s" if seed_s else "reused"),
+        ("register readings (SQL)", f"{n_readings:,}", f"{readings_s:.1f} s"),
+        ("plan (partitions)", f"{run.partitions_total:,}", f"{plan_s:.2f} s"),
+        ("run in-process: bills", f"{bills:,}", f"{run_s:.1f} s"),
+        ("  bill lines", f"{lines:,}", ""),
+        ("  exceptions", f"{run.exceptions:,}", ""),
+        ("  held for audit", f"{run.flagged:,}", ""),
+        ("  bills/s (1 process)", f"{bills / run_s:,.0f}", f"{bills / run_s * 3600:,.0f} /h"),
+        ("raw COPY of the same rows", f"{bills + lines:,}", f"{copy_s:.1f} s"),
+        ("run / COPY", f"{run_s / copy_s:.2f}×", "target ≤ 3×"),
+        ("scalar check: wrong bills", f"{wrong} / {len(sample)}", ""),
+    ]
+    if celery_s is not None:
+        rows.append(("run on Celery, 2 workers: bills", f"{celery_bills:,}", f"{celery_s:.1f} s"))
+        rows.append(("  bills/s (2 workers)", f"{celery_bills / celery_s:,.0f}", ""))
+    w = max(len(r[0]) for r in rows)
+    print(f"{'billing run':<{w}}  {'count':>14}  time")
+    for a, b, c in rows:
+        print(f"{a:<{w}}  {b:>14}  {c}")
+    print(
+        json.dumps(
+            {
+                "bench": "billing",
+                "scale": args.scale,
+                "bills": bills,
+                "lines": lines,
+                "seconds": round(run_s, 2),
+                "bills_per_s": round(bills / run_s, 1),
+                "copy_seconds": round(copy_s, 2),
+                "ratio_to_copy": round(run_s / copy_s, 2),
+                "wrong_bills": wrong,
+                "celery_workers": 2 if celery_s is not None else 0,
+                "celery_seconds": None if celery_s is None else round(celery_s, 2),
+                "celery_bills_per_s": None if celery_s is None else round(celery_bills / celery_s, 1),
+            }
+        )
+    )
+    return 0
+
+
+def celery_run(url: str, broker: str, org_id: int, month) -> tuple[float, int]:
+    """Plan a fresh run of the month and let 2 Celery worker processes calculate it."""
+    from django.utils import timezone
+
+    from mmis.billing import services
+    from mmis.billing.models import BillingRun
+    from mmis.org.models import Org
+
+    env = env_for(url, broker)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "mmis",
+            "worker",
+            "-c",
+            "2",
+            "-l",
+            "WARNING",
+            "-P",
+            "prefork",
+            "-n",
+            f"bench{os.getpid()}@%h",
+            "-Q",
+            "celery",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(4)
+        os.environ["MMIS_BROKER_URL"] = broker
+        from celery import current_app
+
+        current_app.conf.task_always_eager = False
+        current_app.conf.broker_url = broker
+        run = services.plan_run(
+            org=Org.objects.get(pk=org_id),
+            month=month,
+            actor=None,
+            at=timezone.now(),
+            mode=BillingRun.Mode.CELERY,
+        )
+        t0 = time.perf_counter()
+        services.dispatch(run)
+        while True:
+            run.refresh_from_db()
+            if run.partitions_done + run.partitions_failed >= run.partitions_total:
+                break
+            time.sleep(0.2)
+        return time.perf_counter() - t0, run.bills
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
