@@ -40,7 +40,27 @@ def setup(utility, monkeypatch):
         yield {"fake": fake, "points": points, "auditor": auditor, "outsider": outsider, "utility": utility}
 
 
-def test_start_watch_audit_release_and_documents(setup, login):
+def _renders(pdf: bytes, tmp_path) -> None:
+    """The PDF rasterises (pdftoppm) to a page that is not blank; MMIS_KEEP_PDF=dir keeps it."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm (poppler-utils) is not installed")
+    src = tmp_path / "bill.pdf"
+    src.write_bytes(pdf)
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "60", "-singlefile", str(src), str(tmp_path / "bill")], check=True
+    )
+    png = (tmp_path / "bill.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    if os.environ.get("MMIS_KEEP_PDF"):
+        shutil.copy(src, os.environ["MMIS_KEEP_PDF"])
+        shutil.copy(tmp_path / "bill.png", os.environ["MMIS_KEEP_PDF"])
+
+
+def test_start_watch_audit_release_and_documents(setup, login, tmp_path):
     client = login(setup["auditor"])
     page = client.get("/billing/")
     assert page.status_code == 200 and "电费核算" in page.content.decode()
@@ -64,6 +84,7 @@ def test_start_watch_audit_release_and_documents(setup, login):
     assert run.state == "released" and run.released_bills == 3
     pdf = client.get(f"/billing/bills/{bill.pk}/pdf/")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    _renders(pdf.content, tmp_path)
     xlsx = client.get(f"/billing/runs/{run.pk}/export.xlsx")
     from openpyxl import load_workbook
 
