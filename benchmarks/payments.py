@@ -1,0 +1,342 @@
+"""Payments benchmark (PostgreSQL).
+
+1. Bank withholding: N accounts with one open charge each, one batch exported, its result file
+   (all successful) imported and posted: rows/s of `import_results` (parse, validate, post).
+2. API: counter payments (cash) through POST /api/v1/payments with an Idempotency-Key, from
+   client threads to W server processes on 127.0.0.1 only (bounded request count): payments/s,
+   p50/p99 latency, errors; then the ledger invariants.
+
+    MMIS_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/mmis_bench \
+        python benchmarks/payments.py --scale 1000000 --requests 5000
+
+Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def setup_django(url: str) -> None:
+    os.environ["MMIS_DATABASE_URL"] = url
+    os.environ.setdefault("MMIS_VAR_DIR", "/tmp/mmis-bench-payments")
+    sys.path.insert(0, str(REPO / "src"))
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmis.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def full_rows(model, rows: list[dict]) -> tuple[list[str], list[tuple]]:
+    """Every concrete column (defaults filled) so COPY never misses a NOT NULL column."""
+    fields = [f for f in model._meta.concrete_fields if not (f.primary_key and f.name not in rows[0])]
+    names = [f.name for f in fields]
+    defaults = {f.name: (f.get_default() if f.has_default() else None) for f in fields}
+    return names, [tuple(r.get(n, defaults[n]) for n in names) for r in rows]
+
+
+def seed(n: int) -> tuple:
+    """Org, n bank-withholding accounts with one open charge each (COPY)."""
+    from datetime import date
+    from decimal import Decimal
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from mmis.accounts.channels import _copy, _next_ids
+    from mmis.accounts.models import LedgerEntry, LedgerLine
+    from mmis.customers.models import Account, Customer
+    from mmis.org import services as org_services
+    from mmis.org.models import Org
+
+    tag = uuid.uuid4().hex[:6]
+    org_services.ensure_roles()
+    prov = Org.objects.filter(depth=1).first() or org_services.create_org(
+        parent=None, code="99", name="基准省公司", level=Org.Level.PROVINCE
+    )
+    county = org_services.create_org(parent=prov, code=f"B{tag}", name=f"基准县{tag}", level=Org.Level.COUNTY)
+    now = timezone.now()
+    chunk = 100_000
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        with transaction.atomic():
+            cids = _next_ids(Customer, m)
+            cust = [
+                {
+                    "id": cid,
+                    "org": county.pk,
+                    "customer_no": f"9{tag}{start + i:09d}",
+                    "kind": "individual",
+                    "name": f"基准客户{start + i}",
+                    "id_type": "resident_id",
+                    "opened_on": date(2020, 1, 1),
+                    "created_at": now,
+                    "updated_at": now,
+                    "status": "active",
+                }
+                for i, cid in enumerate(cids)
+            ]
+            names, rows = full_rows(Customer, cust)
+            _copy(Customer, names, rows)
+            aids = _next_ids(Account, m)
+            accs = [
+                {
+                    "id": aid,
+                    "org": county.pk,
+                    "customer": cid,
+                    "account_no": f"8{tag}{start + i:09d}",
+                    "name": f"基准客户{start + i}",
+                    "payment_method": "bank_withholding",
+                    "bank_name": "基准银行",
+                    "bank_account_mask": "6222****0000",
+                }
+                for i, (aid, cid) in enumerate(zip(aids, cids, strict=True))
+            ]
+            names, rows = full_rows(Account, accs)
+            _copy(Account, names, rows)
+            eids = _next_ids(LedgerEntry, m)
+            amt = Decimal("123.45")
+            ents = [
+                {
+                    "id": eid,
+                    "org": county.pk,
+                    "account": aid,
+                    "kind": "charge",
+                    "document_no": f"BILL{eid}",
+                    "amount": amt,
+                    "due_date": date(2099, 1, 1),
+                    "business_date": now.date(),
+                    "posted_at": now,
+                    "source_type": f"bench{tag}",
+                    "source_id": eid,
+                    "late_fee_class": "residential",
+                }
+                for eid, aid in zip(eids, aids, strict=True)
+            ]
+            names, rows = full_rows(LedgerEntry, ents)
+            _copy(LedgerEntry, names, rows)
+            lines = []
+            for eid, aid in zip(eids, aids, strict=True):
+                lines.append((eid, aid, "receivable", amt))
+                lines.append((eid, None, "revenue", -amt))
+            _copy(LedgerLine, ["entry", "account", "gl", "amount"], lines)
+    return prov, county
+
+
+def bench_batch(county) -> dict:
+    from django.utils import timezone
+
+    from mmis.accounts import channels
+    from mmis.accounts.models import BankBatchLine
+
+    t0 = time.perf_counter()
+    batch = channels.export_batch(org=county, actor=None, at=timezone.now())
+    export_s = time.perf_counter() - t0
+    rows = (
+        BankBatchLine.objects.filter(batch=batch)
+        .order_by("line_no")
+        .values_list("line_no", "account__account_no", "amount")
+        .iterator(chunk_size=50000)
+    )
+    content = "".join(f"{ln},{acc},{amt},0000,BK{batch.batch_no}{ln}\n" for ln, acc, amt in rows)
+    t0 = time.perf_counter()
+    report = channels.import_results(batch=batch, content=content, actor=None, at=timezone.now())
+    import_s = time.perf_counter() - t0
+    return {"rows": batch.line_count, "export_s": export_s, "import_s": import_s, "report": report}
+
+
+SERVER = r"""
+import os, sys
+from wsgiref.simple_server import WSGIServer, WSGIRequestHandler, make_server
+sys.path.insert(0, {src!r})
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmis.settings")
+import django
+django.setup()
+from django.core.wsgi import get_wsgi_application
+class Quiet(WSGIRequestHandler):
+    def log_message(self, *a): pass
+class Server(WSGIServer):  # one request at a time per process, persistent DB connection
+    request_queue_size = 256
+app = get_wsgi_application()
+srv = make_server("127.0.0.1", int(sys.argv[1]), app, server_class=Server, handler_class=Quiet)
+print("ready", flush=True)
+srv.serve_forever()
+"""
+
+
+def bench_api(county, *, requests: int, workers: int, clients: int, base_port: int) -> dict:
+    from django.utils import timezone
+
+    from mmis.accounts import services
+    from mmis.customers.models import Account
+    from mmis.org import services as org_services
+
+    tokens = []
+    for i in range(clients):
+        u = org_services.create_user(
+            username=f"bench_cashier_{uuid.uuid4().hex[:8]}",
+            password="Bench@2026-x",
+            org=county,
+            roles=["cashier"],
+            check_password=False,
+        )
+        services.open_session(cashier=u, at=timezone.now())
+        tokens.append(org_services.issue_api_token(user=u, name=f"bench{i}"))
+    account_nos = list(
+        Account.objects.filter(org=county).values_list("account_no", flat=True)[: max(requests, 1)]
+    )
+    env = {**os.environ, "MMIS_DEBUG": "0"}
+    script = SERVER.format(src=str(REPO / "src"))
+    procs = []
+    for w in range(workers):
+        p = subprocess.Popen(
+            [sys.executable, "-c", script, str(base_port + w)], stdout=subprocess.PIPE, env=env
+        )
+        procs.append(p)
+    try:
+        for p in procs:
+            p.stdout.readline()
+        lat: list[float] = []
+        errors = [0]
+        lock = threading.Lock()
+        counter = iter(range(requests))
+
+        def client(ci: int):
+            port = base_port + ci % workers
+            token = tokens[ci]
+            mine: list[float] = []
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            while True:
+                with lock:
+                    k = next(counter, None)
+                if k is None:
+                    break
+                body = json.dumps(
+                    {"account_no": account_nos[k % len(account_nos)], "amount": "10.00", "channel": "cash"}
+                )
+                t0 = time.perf_counter()
+                try:
+                    conn.request(
+                        "POST",
+                        "/api/v1/payments",
+                        body=body,
+                        headers={
+                            "Content-Type": "application/json",
+                            "Authorization": f"Bearer {token}",
+                            "Idempotency-Key": f"bench-{uuid.uuid4().hex}",
+                        },
+                    )
+                    r = conn.getresponse()
+                    r.read()
+                    ok = r.status == 201
+                    if r.getheader("Connection", "").lower() == "close" or r.version == 10:
+                        conn.close()
+                        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                except (OSError, http.client.HTTPException):
+                    ok = False
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                mine.append((time.perf_counter() - t0) * 1000)
+                if not ok:
+                    with lock:
+                        errors[0] += 1
+            with lock:
+                lat.extend(mine)
+
+        # warm-up (not measured): one request per client
+        t_start = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        seconds = time.perf_counter() - t_start
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+    lat.sort()
+    return {
+        "requests": len(lat),
+        "seconds": seconds,
+        "per_s": len(lat) / seconds if seconds else 0.0,
+        "p50": statistics.median(lat) if lat else 0.0,
+        "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else 0.0,
+        "errors": errors[0],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scale", type=int, default=1_000_000, help="bank withholding result rows")
+    ap.add_argument("--requests", type=int, default=5000, help="API payments (bounded)")
+    ap.add_argument("--workers", type=int, default=4, help="server processes on 127.0.0.1")
+    ap.add_argument("--clients", type=int, default=8, help="concurrent client connections")
+    ap.add_argument("--port", type=int, default=18311)
+    args = ap.parse_args(argv)
+    url = os.environ.get("MMIS_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/mmis_bench")
+    setup_django(url)
+    from mmis.accounts import queries
+
+    t0 = time.perf_counter()
+    _prov, county = seed(max(args.scale, args.requests))
+    seed_s = time.perf_counter() - t0
+    b = bench_batch(county)
+    a = bench_api(
+        county, requests=args.requests, workers=args.workers, clients=args.clients, base_port=args.port
+    )
+    check = queries.ledger_check()
+    rows_per_s = b["rows"] / b["import_s"] if b["import_s"] else 0.0
+    print(f"{'figure':<34}{'value':>16}")
+    print(f"{'seed rows (accounts+charges)':<34}{b['rows']:>16,}  ({seed_s:.1f} s)")
+    print(f"{'batch export':<34}{b['export_s']:>15.1f}s")
+    print(f"{'batch import + post':<34}{b['import_s']:>15.1f}s")
+    print(f"{'batch rows/s':<34}{rows_per_s:>16,.0f}")
+    print(f"{'API payments':<34}{a['requests']:>16,}")
+    print(f"{'API payments/s':<34}{a['per_s']:>16,.0f}")
+    print(f"{'API p50 / p99 ms':<34}{a['p50']:>8.1f} / {a['p99']:.1f}")
+    print(f"{'API errors':<34}{a['errors']:>16}")
+    print(f"{'ledger balanced':<34}{check['balanced']!s:>16}  ({check['entries']:,} entries)")
+    print(
+        json.dumps(
+            {
+                "bench": "payments",
+                "scale": b["rows"],
+                "batch_rows_per_s": round(rows_per_s, 1),
+                "batch_seconds": round(b["import_s"], 2),
+                "api_requests": a["requests"],
+                "api_payments_per_s": round(a["per_s"], 1),
+                "p50_ms": round(a["p50"], 2),
+                "p99_ms": round(a["p99"], 2),
+                "errors": a["errors"],
+                "ledger_balanced": bool(check["balanced"]),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
