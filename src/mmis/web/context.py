@@ -15,6 +15,7 @@ NAVIGATION = [
     (_("电费核算"), "billing:runs", ("billing_auditor", "manager", "administrator")),
     (_("收费"), "accounts:home", ("cashier", "counter_staff", "manager", "administrator")),
     (_("工单"), "workflow:my_tasks", ()),
+    (_("业务受理"), "services:index", ("counter_staff", "manager", "administrator")),
     (_("组织机构"), "web:org_tree", ("administrator", "manager")),
     (_("审计日志"), "web:audit_log", ("administrator",)),
 ]
