@@ -75,7 +75,8 @@ GIVEN = [
 def _resident_id(rnd: random.Random) -> str:
     from mmis.customers.rules import resident_id_check_digit
 
-    first17 = f"370102{rnd.randint(1960, 2000)}{rnd.randint(1, 12):02d}{rnd.randint(1, 28):02d}{rnd.randint(100, 999)}"
+    born = f"{rnd.randint(1960, 2000)}{rnd.randint(1, 12):02d}{rnd.randint(1, 28):02d}"
+    first17 = f"370102{born}{rnd.randint(100, 999)}"
     return first17 + resident_id_check_digit(first17)
 
 
