@@ -13,10 +13,25 @@ SEED = 7
 TZ = ZoneInfo("Asia/Shanghai")
 
 
-def _build(customers: int = N, seed: int = SEED):
-    from mmis.cli.demo import DemoContext, build
+CUSTOMER_FILE_STEPS = ("orgs", "users", "customers")
 
-    return build(DemoContext(customers=customers, seed=seed, progress=False, log=lambda _m: None))
+
+def _build(customers: int = N, seed: int = SEED, *, all_steps: bool = False):
+    """The customer-file steps (what these tests are about); later steps have their own tests."""
+    from mmis.cli.demo import DemoContext, build
+    from mmis.cli.demo.builder import STEPS
+
+    steps = STEPS if all_steps else [s for s in STEPS if s.name in CUSTOMER_FILE_STEPS]
+    return build(DemoContext(customers=customers, seed=seed, progress=False, log=lambda _m: None), steps)
+
+
+def test_the_whole_demo_builds(db):
+    from mmis.cli.demo.builder import STEPS
+    from mmis.customers.models import Customer
+
+    ctx = _build(customers=80, all_steps=True)
+    assert Customer.objects.count() == 80
+    assert [r.name for r in ctx.reports] == [s.name for s in STEPS]
 
 
 def _snapshot() -> list[tuple]:

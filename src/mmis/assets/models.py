@@ -47,7 +47,7 @@ class Meter(models.Model):
     )
     installed_on = models.DateField(_("安装日期"), null=True, blank=True)
     removed_on = models.DateField(_("拆除日期"), null=True, blank=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(no_db_index=["asset_no", "org", "comm_address"])
 
     class Meta:
         verbose_name = _("电能表")
@@ -80,7 +80,7 @@ class InstrumentTransformer(models.Model):
         verbose_name=_("计量点"),
     )
     installed_on = models.DateField(_("安装日期"), null=True, blank=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(no_db_index=["asset_no", "org"])
 
     class Meta:
         verbose_name = _("互感器")

@@ -29,6 +29,8 @@ class VoltageLevel(models.TextChoices):
     KV110 = "110kV", "110 kV"
 
 
+# History tables are read by row id, date and the customer/metering-point links only: the
+# other indexes Django would copy onto them (`no_db_index`) would only slow every write.
 class Customer(models.Model):
     class Kind(models.TextChoices):
         INDIVIDUAL = "individual", _("个人")
@@ -50,10 +52,10 @@ class Customer(models.Model):
     name = models.CharField(_("户名"), max_length=100, db_index=True)
     id_type = models.CharField(_("证件类型"), max_length=20, choices=IdType.choices)
     id_number_enc = models.TextField(_("证件号码(密文)"), blank=True, default="")
-    id_number_index = models.CharField(max_length=32, blank=True, default="", db_index=True)
+    id_number_index = models.CharField(max_length=32, blank=True, default="")
     id_number_mask = models.CharField(_("证件号码"), max_length=40, blank=True, default="")
     phone_enc = models.TextField(_("联系电话(密文)"), blank=True, default="")
-    phone_index = models.CharField(max_length=32, blank=True, default="", db_index=True)
+    phone_index = models.CharField(max_length=32, blank=True, default="")
     phone_mask = models.CharField(_("联系电话"), max_length=20, blank=True, default="")
     contact_name = models.CharField(_("联系人"), max_length=50, blank=True, default="")
     industry_code = models.CharField(_("行业分类"), max_length=10, blank=True, default="")
@@ -62,12 +64,18 @@ class Customer(models.Model):
     closed_on = models.DateField(_("销户日期"), null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    history = HistoricalRecords(excluded_fields=["created_at", "updated_at"])
+    history = HistoricalRecords(
+        excluded_fields=["created_at", "updated_at"], no_db_index=["customer_no", "name", "org"]
+    )
 
     class Meta:
         verbose_name = _("用电客户")
         verbose_name_plural = _("用电客户")
-        indexes = [models.Index(fields=["org", "customer_no"])]
+        # blind indexes are matched for equality only: plain btree, no pattern (_like) twin
+        indexes = [
+            models.Index(fields=["id_number_index"], name="cust_id_number_bidx"),
+            models.Index(fields=["phone_index"], name="cust_phone_bidx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.customer_no} {self.name}"
@@ -79,9 +87,10 @@ class ServiceAddress(models.Model):
     region = models.CharField(_("省市区"), max_length=100)
     street = models.CharField(_("街道/乡镇"), max_length=100, blank=True, default="")
     detail = models.CharField(_("详细地址"), max_length=200)
-    full_text = models.CharField(_("用电地址"), max_length=400, db_index=True)
+    # substring search: trigram GIN index on PostgreSQL (migration 0003)
+    full_text = models.CharField(_("用电地址"), max_length=400)
     postcode = models.CharField(_("邮编"), max_length=6, blank=True, default="")
-    history = HistoricalRecords()
+    history = HistoricalRecords(no_db_index=["org"])
 
     class Meta:
         verbose_name = _("用电地址")
@@ -112,7 +121,7 @@ class Account(models.Model):
     bank_account_enc = models.TextField(blank=True, default="")
     bank_account_mask = models.CharField(_("银行账号"), max_length=40, blank=True, default="")
     ebill_email = models.EmailField(_("电子账单邮箱"), blank=True, default="")
-    history = HistoricalRecords()
+    history = HistoricalRecords(no_db_index=["account_no", "org"])
 
     class Meta:
         verbose_name = _("账户")
@@ -194,7 +203,9 @@ class MeteringPoint(models.Model):
     )
     status = models.CharField(_("状态"), max_length=10, choices=Status.choices, default=Status.ACTIVE)
     energised_on = models.DateField(_("送电日期"), null=True, blank=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(
+        no_db_index=["point_no", "org", "account", "address", "parent", "tariff_code", "reading_book_code"]
+    )
 
     class Meta:
         verbose_name = _("计量点")
@@ -230,7 +241,7 @@ class SupplyContract(models.Model):
     expires_on = models.DateField(_("到期日期"), null=True, blank=True)
     state = models.CharField(_("状态"), max_length=12, choices=State.choices, default=State.DRAFT)
     terminated_on = models.DateField(_("终止日期"), null=True, blank=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(no_db_index=["contract_no", "org"])
 
     class Meta:
         verbose_name = _("供用电合同")

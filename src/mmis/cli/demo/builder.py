@@ -34,28 +34,34 @@ def build_customers(ctx: DemoContext) -> None:
     if n <= 0:
         return
     # history rows go over a second connection unless we are inside someone's transaction (tests)
-    loader = Loader(pipelined=True, parallel=not connection.in_atomic_block)
-    try:
-        _load_customers(ctx, loader, n)
-    except BaseException:
-        loader.rollback_side()
-        raise
-    if loader.parallel:
-        loader.commit_side()
-        from mmis.assets.models import InstrumentTransformer, Meter
-        from mmis.cli.demo.loader import history_model
-        from mmis.customers.models import Account, Customer, MeteringPoint, ServiceAddress, SupplyContract
+    from mmis.assets.models import InstrumentTransformer, Meter
+    from mmis.cli.demo.loader import history_model
+    from mmis.cli.demo.pg_bulk import bulk_load
+    from mmis.customers.models import Account, Customer, MeteringPoint, ServiceAddress, SupplyContract
 
-        models = [
-            Customer,
-            ServiceAddress,
-            Account,
-            MeteringPoint,
-            SupplyContract,
-            Meter,
-            InstrumentTransformer,
-        ]
-        loader.fix_sequences(models + [history_model(m) for m in models])
+    bulk_models = [
+        Customer,
+        ServiceAddress,
+        Account,
+        MeteringPoint,
+        SupplyContract,
+        Meter,
+        InstrumentTransformer,
+    ]
+    tables = [m._meta.db_table for m in bulk_models] + [history_model(m)._meta.db_table for m in bulk_models]
+    loader = Loader(pipelined=True, parallel=not connection.in_atomic_block)
+    with bulk_load(tables, min_rows=50_000, rows=n) as dropped:
+        try:
+            _load_customers(ctx, loader, n)
+        except BaseException:
+            loader.rollback_side()
+            raise
+        if loader.parallel:
+            loader.commit_side()
+    if dropped is not None:
+        ctx.report("customers").table_seconds["(rebuild indexes)"] = dropped.rebuild_seconds
+    if loader.parallel:
+        loader.fix_sequences(bulk_models + [history_model(m) for m in bulk_models])
 
 
 def _load_customers(ctx: DemoContext, loader, n: int) -> None:

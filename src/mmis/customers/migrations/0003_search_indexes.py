@@ -1,4 +1,4 @@
-"""Trigram indexes for substring search of names and addresses on PostgreSQL (1M customers).
+"""Trigram indexes (prefix search uses the varchar_pattern_ops `_like` indexes Django makes) for substring search of names and addresses on PostgreSQL (1M customers).
 
 SQLite has no trigram index; there the search falls back to prefix/LIKE scans, fine at demo size.
 """
@@ -10,14 +10,10 @@ PG_SQL = [
     "CREATE INDEX IF NOT EXISTS customers_customer_name_trgm ON customers_customer USING gin (name gin_trgm_ops)",
     "CREATE INDEX IF NOT EXISTS customers_address_full_trgm "
     "ON customers_serviceaddress USING gin (full_text gin_trgm_ops)",
-    "CREATE INDEX IF NOT EXISTS customers_customer_no_pattern ON customers_customer (customer_no varchar_pattern_ops)",
-    "CREATE INDEX IF NOT EXISTS customers_customer_name_pattern ON customers_customer (name varchar_pattern_ops)",
 ]
 PG_REVERSE = [
     "DROP INDEX IF EXISTS customers_customer_name_trgm",
     "DROP INDEX IF EXISTS customers_address_full_trgm",
-    "DROP INDEX IF EXISTS customers_customer_no_pattern",
-    "DROP INDEX IF EXISTS customers_customer_name_pattern",
 ]
 
 
