@@ -29,9 +29,11 @@ class ServiceChange(models.Model):
 
     org = models.ForeignKey(Org, on_delete=models.PROTECT)
     kind = models.CharField(_("变更类型"), max_length=20, choices=Kind.choices, db_index=True)
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
+    # the record outlives the rows it describes (customer files are closed, never deleted, but a
+    # test or the demo may wipe them)
+    customer = models.ForeignKey(Customer, on_delete=models.SET_NULL, null=True, related_name="+")
     point = models.ForeignKey(
-        MeteringPoint, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        MeteringPoint, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     instance = models.ForeignKey(
         ProcessInstance, on_delete=models.PROTECT, null=True, blank=True, related_name="+"

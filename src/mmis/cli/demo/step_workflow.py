@@ -2,9 +2,11 @@
 dozen work orders at different steps: some finished (on time and late, for the compliance
 report), most open — some fresh, some near their limit, some overdue and under supervision (督办).
 
-Which orders, customers and steps are chosen is deterministic (seeded). The times are relative to
-the moment the demo is built, so that "near due" and "overdue" mean something when you open the
-workbench right after `make run`.
+Which orders, customers and steps are chosen is deterministic (seeded). The demo's customer file
+is left as the customers step made it: open orders stop before the step that changes the file,
+and the finished ones are meter relocations (which only record the new meter position). The times
+are relative to the moment the demo is built, so that "near due" and "overdue" mean something when
+you open the workbench right after `make run`.
 """
 
 from __future__ import annotations
@@ -152,7 +154,6 @@ def _change_data(code: str, rnd: random.Random, customer) -> dict:
 def build_workflow(ctx: DemoContext) -> None:
     from django.utils import timezone
 
-    from mmis.assets import services as asset_services
     from mmis.common.errors import InvalidInput
     from mmis.customers.models import Customer
     from mmis.org.scope import DataScope
@@ -176,16 +177,9 @@ def build_workflow(ctx: DemoContext) -> None:
         Customer.objects.filter(org__path__startswith=county.path, status="active").order_by("pk")[:ORDERS]
     )
     customers.sort(key=lambda c: c.org_id != home.org.pk)  # the meter reader works the home station
-    meters = []
-    for i in range(FINISHED + 4):
-        meters.append(
-            asset_services.register_meter(
-                actor=admin, org=county, asset_no=f"WF{ctx.seed}{i:05d}", kind="single_phase"
-            ).asset_no
-        )
     users = {role: ctx.users[name] for role, name in ROLE_USER.items() if name in ctx.users}
 
-    def work(inst, *, upto: int, clock, hours: float, meter: str | None) -> int:
+    def work(inst, *, upto: int, clock, hours: float, effects: bool) -> int:
         """Advance `inst` through `upto` steps from `clock`, `hours` apart; returns steps done."""
         done = 0
         while done < upto:
@@ -203,13 +197,12 @@ def build_workflow(ctx: DemoContext) -> None:
             day = timezone.localtime(clock).date().isoformat()
             if t.step_code == "contract":
                 form = {"signed_on": day, "contract_years": 5}
-            elif t.step_code == "install":
-                if meter is None:
-                    break
-                form = {"meter_asset_no": meter, "installed_on": day, "energised_on": day}
             elif t.step_code == "execute":
                 form = {"done_on": day, "sealed": True, "seal_removed": True}
-            names = {f.name for f in wf.parsed(inst.definition).step(t.step_code).form}
+            step = wf.parsed(inst.definition).step(t.step_code)
+            if step.effect and not effects:
+                break
+            names = {f.name for f in step.form}
             form = {k: v for k, v in form.items() if k in names}
             try:
                 if t.state == "open":
@@ -223,12 +216,12 @@ def build_workflow(ctx: DemoContext) -> None:
     made = finished = 0
     for i in range(ORDERS):
         if i < FINISHED:
-            code = ["lv_residential_new", "name_change"][i % 2]
+            code = "meter_relocation"
         elif i % 3 == 0 or not customers:
             code = NEW_CODES[i % len(NEW_CODES)]
         else:
             code = CHANGE_CODES[i % len(CHANGE_CODES)]
-        station = home if (i < FINISHED or i % 2 == 0) else stations[i % len(stations)]
+        station = home if i % 2 == 0 else stations[i % len(stations)]
         # open ones started between a few hours and ~3 weeks ago, finished ones a month or more ago
         started = now - timedelta(hours=rnd.choice([3, 20, 30, 50, 80, 120, 170, 260, 400, 500]))
         if i < FINISHED:
@@ -247,12 +240,12 @@ def build_workflow(ctx: DemoContext) -> None:
         made += 1
         if i < FINISHED:
             hours = 3 if i % 4 < 2 else 45  # the slow ones finish late
-            steps = work(inst, upto=20, clock=started, hours=hours, meter=meters[i])
+            steps = work(inst, upto=20, clock=started, hours=hours, effects=True)
             inst.refresh_from_db()
             finished += inst.state == "completed"
             report.rows["steps_done"] = report.rows.get("steps_done", 0) + steps
         else:
-            work(inst, upto=rnd.randint(0, 4), clock=started, hours=rnd.choice([2, 6, 20]), meter=None)
+            work(inst, upto=rnd.randint(0, 4), clock=started, hours=rnd.choice([2, 6, 20]), effects=False)
     counts = wf.check_deadlines(now=now)
     report.rows["workflow_processdefinition"] = len(defs)
     report.rows["workflow_processinstance"] = made
