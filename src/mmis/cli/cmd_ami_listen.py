@@ -23,6 +23,7 @@ def run(argv: list[str]) -> int:
     ap.add_argument("--idle-exit", type=float, default=None)
     ap.add_argument("--max-seconds", type=float, default=None)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--ready-file", default=None, help="touch this file once subscribed")
     args = ap.parse_args(argv)
 
     from mmis.cli.django_setup import setup
@@ -46,6 +47,10 @@ def run(argv: list[str]) -> int:
             f"duplicates {stats.duplicates}  dead letters {stats.dead_letters}  acks {stats.acks}",
             flush=True,
         )
+
+    def ready():
+        if args.ready_file:
+            open(args.ready_file, "w").close()
 
     listener = Listener(
         url=args.url or settings.MQTT_URL,

@@ -445,8 +445,11 @@ class Listener:
         batch_seconds: float = 0.25,
         receive_maximum: int = 1000,
         on_batch: Callable[[Stats], None] | None = None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         import paho.mqtt.client as mqtt
+
+        self.on_ready = on_ready
 
         self.params = broker_params(url)
         self.queue: queue.Queue[Incoming] = queue.Queue()
@@ -471,6 +474,8 @@ class Listener:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.subscribed = threading.Event()
         self.ingestor = Ingestor(publish=self._publish)
         self.last_tick = 0.0
 
@@ -490,6 +495,11 @@ class Listener:
             self.params.port,
             flags.session_present,
         )
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self.subscribed.set()
+        if self.on_ready is not None:
+            self.on_ready()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()

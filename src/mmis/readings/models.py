@@ -130,9 +130,14 @@ class MeterReading(models.Model):
 
     BILLABLE = (Status.VALID, Status.ACCEPTED, Status.ESTIMATED)
 
-    org = models.ForeignKey(Org, on_delete=models.PROTECT)
+    # the FK indexes are covered by (org, reading_date) and unique (metering_point, reading_date)
+    org = models.ForeignKey(Org, on_delete=models.PROTECT, db_index=False)
     metering_point = models.ForeignKey(
-        MeteringPoint, on_delete=models.PROTECT, related_name="readings", verbose_name=_("计量点")
+        MeteringPoint,
+        on_delete=models.PROTECT,
+        related_name="readings",
+        verbose_name=_("计量点"),
+        db_index=False,
     )
     meter = models.ForeignKey(Meter, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     plan = models.ForeignKey(ReadingPlan, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
@@ -180,9 +185,10 @@ class MeterReading(models.Model):
 class DailyFrozenReading(models.Model):
     """日冻结: the registers a meter stored at 00:00 of `day` (from a terminal)."""
 
-    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="+")
+    # the FK indexes are covered by unique (meter, day) and (metering_point, day)
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="+", db_index=False)
     metering_point = models.ForeignKey(
-        MeteringPoint, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        MeteringPoint, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
     day = models.DateField()
     total = _energy(_("总示数"))

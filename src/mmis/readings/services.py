@@ -692,7 +692,10 @@ def validate_readings(*, reading_ids: Sequence[int], at: datetime) -> dict[str, 
                             created_at=at,
                         )
                     )
-        MeterReading.objects.bulk_update(pending, ["status"], batch_size=2000)
+        for status in (MeterReading.Status.VALID, MeterReading.Status.EXCEPTION):
+            ids = [r.pk for r in pending if r.status == status]
+            for i in range(0, len(ids), 20000):
+                MeterReading.objects.filter(pk__in=ids[i : i + 20000]).update(status=status)
         ReadingException.objects.bulk_create(exceptions, batch_size=2000)
         _notify_billable(became_billable)
     return counts

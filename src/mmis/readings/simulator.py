@@ -224,7 +224,7 @@ class Simulator:
     def publish_all(self, *, extra: list[tuple[str, bytes]] = ()) -> Result:
         """Publish every message with QoS 1 and wait until the broker acknowledged all of them."""
         msgs = list(self.messages()) if self.pregenerate else self.messages()
-        began = time.perf_counter()
+        began = self.started_at = time.perf_counter()
         sent = 0
         for topic, payload, n in msgs:
             self._send(topic, payload)
