@@ -172,7 +172,7 @@ def test_lv_residential_new_connection(filed):
         date(2031, 11, 24),
     )
     assert inst.subject_id == str(c.pk)
-    assert list(inst.definition.spec["time_limit"].values())[:2] == [5, "working_days"]
+    assert inst.definition.spec["time_limit"] == {"value": 5, "unit": "working_days"}
 
 
 def test_lv_nonresidential_new_connection(filed):
