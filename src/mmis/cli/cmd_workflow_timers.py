@@ -30,7 +30,9 @@ def run(argv: list[str]) -> int:
         now = datetime.fromisoformat(args.now) if args.now else timezone.now()
         if timezone.is_naive(now):
             now = timezone.make_aware(now)
-        print(json.dumps({"now": now.isoformat(), **check_deadlines(now=now)}, ensure_ascii=False), flush=True)
+        print(
+            json.dumps({"now": now.isoformat(), **check_deadlines(now=now)}, ensure_ascii=False), flush=True
+        )
         if not args.every:
             return 0
         time.sleep(args.every)
