@@ -10,6 +10,7 @@ from svc_driver import T0, add_staff, drive, meters, open_tasks
 
 from mmis.assets import services as asset_services
 from mmis.assets.models import Meter
+from mmis.common.errors import InvalidInput
 from mmis.customers import rules as crules
 from mmis.customers import services as cs
 from mmis.customers.models import Customer, MeteringPoint, SupplyContract
@@ -497,3 +498,82 @@ def test_closure_is_refused_while_money_is_owed(filed, monkeypatch):
     d.refresh_from_db()
     assert d.status == "active"
     assert open_tasks(inst)[0].step_code == "execute"
+
+
+def test_restoration_after_two_years_is_a_new_application(filed):
+    u = filed
+    c = u.customers["c"]
+    main = c.metering_points.get(usage_category="large_industry")
+    base = {"customer_no": c.customer_no, "point_no": main.point_no}
+    run(
+        u,
+        "capacity_reduction",
+        {**base, "reduced_kva": "300", "start_on": "2026-12-01"},
+        {"execute": {"sealed": True}},
+    )
+    inst = svc.apply(
+        actor=u.users["counter_a"],
+        code="capacity_reduction_restore",
+        org=None,
+        at=T0 + timedelta(days=10),
+        data={**base, "restore_on": "2028-12-02"},
+    )
+    with pytest.raises(InvalidInput, match="new application"):
+        drive(u, inst, {"execute": {"seal_removed": True}}, start=T0 + timedelta(days=10))
+    main.refresh_from_db()
+    assert main.contract_capacity_kva == 500  # still reduced; the two-part mode stays (500 ≥ 315)
+    assert main.basic_charge_mode == "capacity"
+
+
+def test_suspension_is_capped_at_six_months_a_year(filed):
+    u = filed
+    c = u.customers["c"]
+    main = c.metering_points.get(usage_category="large_industry")
+    base = {"customer_no": c.customer_no, "point_no": main.point_no}
+    ServiceChange.objects.create(
+        org=c.org,
+        kind="suspension",
+        customer=c,
+        point=main,
+        kva=Decimal(400),
+        start_on=date(2026, 2, 1),
+        end_on=date(2026, 7, 1),
+        restored_on=date(2026, 7, 1),
+    )
+    with pytest.raises(svc.UnableToApply) as exc:
+        svc.apply(
+            actor=u.users["counter_a"],
+            code="suspension",
+            org=None,
+            at=T0,
+            data={**base, "suspended_kva": "400", "start_on": "2026-11-25", "end_on": "2026-12-31"},
+        )
+    assert "150 days already suspended in 2026" in str(exc.value)
+
+
+def test_an_order_outside_the_scope_is_refused(filed):
+    u = filed
+    with pytest.raises(svc.UnableToApply, match="no customer"):
+        svc.apply(
+            actor=u.users["counter_b"],
+            code="name_change",
+            org=None,
+            at=T0,
+            data={"customer_no": u.customers["a"].customer_no, "new_name": "x"},
+        )
+    # the same kind of order cannot be opened twice for one customer
+    svc.apply(
+        actor=u.users["counter_a"],
+        code="name_change",
+        org=None,
+        at=T0,
+        data={"customer_no": u.customers["a"].customer_no, "new_name": "x"},
+    )
+    with pytest.raises(svc.UnableToApply, match="still open"):
+        svc.apply(
+            actor=u.users["counter_a"],
+            code="name_change",
+            org=None,
+            at=T0,
+            data={"customer_no": u.customers["a"].customer_no, "new_name": "y"},
+        )
