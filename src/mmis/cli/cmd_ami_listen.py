@@ -57,6 +57,7 @@ def run(argv: list[str]) -> int:
         client_id=args.client_id,
         batch_readings=args.batch,
         on_batch=report,
+        on_ready=ready,
     )
     signal.signal(signal.SIGTERM, lambda *_: listener.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: listener.stopping.set())
