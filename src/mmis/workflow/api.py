@@ -4,16 +4,18 @@ A task or work order outside the caller's scope answers 404."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema
+from ninja.errors import HttpError
 
 from mmis.common.errors import NotFound
-from mmis.org.models import User
+from mmis.org.models import Org, User
+from mmis.org.scope import DataScope
 from mmis.workflow import queries, services
-from mmis.workflow.models import ProcessInstance, Task
+from mmis.workflow.models import ProcessDefinition, ProcessInstance, Task
 
 router = Router(tags=["workflow"])
 
@@ -297,3 +299,95 @@ def cancel(request, instance_id: int, payload: ReasonIn):
         actor=request.user, instance_id=instance_id, reason=payload.reason, at=timezone.now()
     )
     return work_order_out(queries.get_instance(request.user, instance_id), request.user, timezone.now())
+
+
+# --- definitions and calendar (provincial administrator) --------------------------------------
+ADMIN = ("administrator",)
+
+
+class DefinitionOut(Schema):
+    id: int
+    org: str
+    code: str
+    name: str
+    category: str
+    version: int
+    state: str
+    effective_from: date
+    spec: dict[str, Any]
+
+
+class DefinitionIn(Schema):
+    org_id: int
+    code: str = Field(..., max_length=40)
+    name: str = Field(..., max_length=100)
+    category: str = Field("", max_length=40)
+    number_prefix: str = Field("GD", min_length=1, max_length=4)
+    effective_from: date
+    spec: dict[str, Any]
+
+
+class CalendarDayIn(Schema):
+    day: date
+    is_workday: bool
+    note: str = Field("", max_length=100)
+
+
+def _definition_out(d: ProcessDefinition) -> dict:
+    return {
+        "id": d.pk,
+        "org": d.org.name,
+        "code": d.code,
+        "name": d.name,
+        "category": d.category,
+        "version": d.version,
+        "state": d.state,
+        "effective_from": d.effective_from,
+        "spec": d.spec,
+    }
+
+
+@router.get("/process-definitions", response=list[DefinitionOut], summary="the versions in force for my org")
+def definitions(request):
+    org = request.user.org or Org.objects.filter(depth=1).first()
+    if org is None:
+        return []
+    return [_definition_out(d) for d in queries.definitions_in_force(org, timezone.localdate())]
+
+
+@router.post(
+    "/process-definitions", response={201: DefinitionOut}, summary="publish a new version of a process"
+)
+def publish(request, payload: DefinitionIn):
+    if not request.user.has_role(*ADMIN):
+        raise HttpError(403, "only an administrator publishes process definitions")
+    org = Org.objects.filter(pk=payload.org_id).first()
+    if org is None or not DataScope.for_user(request.user).contains_org(org):
+        raise NotFound(f"no org {payload.org_id}")
+    d = services.publish_definition(
+        actor=request.user,
+        org=org,
+        code=payload.code,
+        name=payload.name,
+        spec=payload.spec,
+        effective_from=payload.effective_from,
+        at=timezone.now(),
+        category=payload.category,
+        number_prefix=payload.number_prefix,
+    )
+    return 201, _definition_out(d)
+
+
+@router.post("/calendar-days", summary="correct the province's working-day calendar")
+def calendar_day(request, payload: CalendarDayIn):
+    if not request.user.has_role(*ADMIN) or request.user.org is None:
+        raise HttpError(403, "only a provincial administrator keeps the calendar")
+    province = Org.objects.get(path=request.user.org.path[: Org.steplen])
+    services.set_calendar_day(
+        actor=request.user,
+        province=province,
+        day=payload.day,
+        is_workday=payload.is_workday,
+        note=payload.note,
+    )
+    return {"day": payload.day, "is_workday": payload.is_workday}
