@@ -92,7 +92,7 @@ def register_energy(
 
 
 def _fmt(d: Decimal) -> str:
-    return format(d.normalize(), "f") if d == d.to_integral() else format(d, "f")
+    return format(d.normalize(), "f")
 
 
 def validate(
