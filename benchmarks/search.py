@@ -83,7 +83,7 @@ def main() -> int:
         "id_number": lambda s: c.decrypt(s.id_number_enc),
         "meter": lambda s: meters.get(s.pk, s.customer_no),
         "name": lambda s: s.name,
-        "address": lambda s: addresses.get(s.pk, s.name)[-8:],
+        "address": lambda s: addresses.get(s.pk, s.name),
     }
     rows, all_ms = [], []
     for kind, term_of in kinds.items():

@@ -60,6 +60,7 @@ class SearchHit:
 
 
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
+MIN_SUBSTRING = 3
 
 
 def search(user: User, text: str, *, limit: int = 50) -> list[SearchHit]:
@@ -95,9 +96,12 @@ def search(user: User, text: str, *, limit: int = 50) -> list[SearchHit]:
         add(base.filter(from_meter).distinct(), "meter")
     if len(hits) < limit and not compact.isdigit():
         add(base.filter(name__startswith=text).order_by("name", "customer_no"), "name")
-        if len(hits) < limit and len(text) >= 2:
-            add(base.filter(name__contains=text).order_by("customer_no"), "name")
-        if len(hits) < limit and len(text) >= 2:
+        # Substrings need 3+ characters: that is what a trigram index can serve (a 2-character
+        # substring would scan the whole table); shorter terms are served by the prefix search.
+        # No ORDER BY here, so the database can stop at `limit` matches.
+        if len(hits) < limit and len(text) >= MIN_SUBSTRING:
+            add(base.filter(name__contains=text), "name")
+        if len(hits) < limit and len(text) >= MIN_SUBSTRING:
             addr_ids = (
                 DataScope.for_user(user)
                 .filter(ServiceAddress.objects.filter(full_text__contains=text))

@@ -66,6 +66,17 @@ def test_duplicate_customer_number_is_refused(utility):
     assert exc.value.errors[0].path == "customer_no"
 
 
+def test_search_by_name_prefix_substring_and_address(utility):
+    admin = utility.users["admin"]
+    a, b = utility.customers["a"], utility.customers["b"]
+    assert [(h.customer.pk, h.matched) for h in queries.search(admin, "张")] == [(a.pk, "name")]
+    assert [h.customer.pk for h in queries.search(admin, "机械有限")] == [b.pk]
+    assert queries.search(admin, "机械") == []  # 2-character substrings: prefix only (index-served)
+    hits = queries.search(admin, "人民路12号")
+    assert [(h.customer.pk, h.matched) for h in hits] == [(a.pk, "address")]
+    assert hits[0].address.endswith("人民路12号")
+
+
 def test_numbers_run_on(utility):
     a, b = utility.customers["a"], utility.customers["b"]
     assert int(b.customer_no) == int(a.customer_no) + 1
@@ -78,7 +89,8 @@ def test_data_scope_hides_other_county(utility):
     with pytest.raises(NotFound):
         queries.get_customer(counter_a, b.pk)
     assert queries.search(counter_a, b.customer_no) == []
-    assert queries.search(counter_a, "宏达") == []
+    assert queries.search(counter_a, "宏达机械") == []
+    assert [h.customer.pk for h in queries.search(utility.users["admin"], "宏达机械")] == [b.pk]
     # the city manager sees both counties of the city; the admin sees everything
     assert {c.pk for c in queries.customers(utility.users["manager"])} == {a.pk, b.pk}
     assert queries.customers(utility.users["admin"]).count() == 2
