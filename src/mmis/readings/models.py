@@ -344,6 +344,8 @@ class ReadingException(models.Model):
         CORRECT = "correct", _("更正示数")
         REREAD = "reread", _("退回重抄")
         SITE_CHECK = "site_check", _("现场核查")
+        ESTIMATE = "estimate", _("估抄")
+        READ = "read", _("已补抄")
 
     org = models.ForeignKey(Org, on_delete=models.PROTECT)
     metering_point = models.ForeignKey(MeteringPoint, on_delete=models.PROTECT, related_name="+")

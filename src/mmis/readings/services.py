@@ -16,7 +16,7 @@ from itertools import pairwise
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 
 from mmis.assets.models import AssetState, Meter
 from mmis.common.errors import FieldError, InvalidInput
@@ -535,6 +535,19 @@ def save_readings(*, actor: User | None, items: Sequence[_Save], at: datetime) -
                     decision_note="replaced by a new reading",
                     decided_at=at,
                 )
+            month = it.reading_date.replace(day=1)
+            ReadingException.objects.filter(
+                metering_point_id=it.point.pk,
+                reading__isnull=True,
+                state=ReadingException.State.OPEN,
+                reading_date__gte=month - timedelta(days=1),
+                reading_date__lt=month + timedelta(days=40),
+            ).update(
+                state=ReadingException.State.CLOSED,
+                decision=ReadingException.Decision.READ,
+                decision_note=f"read on {it.reading_date}",
+                decided_at=at,
+            )
             audit.record(
                 actor=actor,
                 action="reading.record" if before is None else "reading.replace",
@@ -804,10 +817,16 @@ def estimate_reading(
         r.entered_by = actor if actor is not None and actor.pk else None
         r.entered_at = at
         r.save()
-        if existing is not None:
-            ReadingException.objects.filter(reading=r, state=ReadingException.State.OPEN).update(
-                state=ReadingException.State.CLOSED, decision="", decision_note="estimated", decided_at=at
-            )
+        ReadingException.objects.filter(
+            Q(reading=r) | Q(reading__isnull=True, metering_point=point, reading_date=reading_date),
+            state=ReadingException.State.OPEN,
+        ).update(
+            state=ReadingException.State.CLOSED,
+            decision=ReadingException.Decision.ESTIMATE,
+            decided_by=actor if actor is not None and actor.pk else None,
+            decision_note=(reason or "估抄")[:300],
+            decided_at=at,
+        )
         audit.record(
             actor=actor,
             action="reading.estimate",

@@ -292,3 +292,24 @@ def test_daily_frozen_query(world):
     )
     out = queries.daily_frozen(point_ids=[p.pk], start=date(2026, 3, 2), end=date(2026, 3, 4))
     assert [(f.day.day, f.total) for f in out[p.pk]] == [(2, D(20)), (3, D(30))]
+
+
+def test_missing_and_no_access_close_when_estimated_or_read(world, rf):
+    p0, p1 = world.points[0], world.points[2]
+    rf.seed_history(world, p0, ["100", "400", "700", "1000"])
+    exc = rs.mark_not_read(
+        actor=world.reader, point=p0, reading_date=date(2026, 2, 25), reason="no_access", at=AT
+    )
+    rs.estimate_reading(
+        actor=world.auditor, point=p0, reading_date=date(2026, 2, 25), at=AT, reason="无法入户"
+    )
+    exc.refresh_from_db()
+    assert exc.state == "closed" and exc.decision == "estimate" and exc.decided_by == world.auditor
+    plan = rs.generate_plans(actor=None, month=date(2026, 3, 1), books=[world.book], at=AT)[0]
+    rs.flag_missing(on=date(2026, 3, 28), at=AT, plans=[plan])
+    missing = ReadingException.objects.get(metering_point=p1, rule="missing")
+    rs.record_reading(
+        actor=world.reader, point=p1, reading_date=date(2026, 3, 28), values={"total": "3"}, at=AT
+    )
+    missing.refresh_from_db()
+    assert missing.state == "closed" and missing.decision == "read"
