@@ -108,6 +108,13 @@ class SetAside:
 REASON_TEXT = {
     "no_reading": "本期无可计费抄表示数",
     "no_reading_source": "抄表数据不可用",
+    # the readings app's reasons (mmis.readings.queries.BillingReading)
+    "missing": "本期无抄表示数",
+    "exception": "抄表示数异常, 待抄表审核",
+    "pending_validation": "抄表示数待审核",
+    "no_start_reading": "无上期示数(首次抄表)",
+    "meter_changed": "本期换表, 按换表工单计费",
+    "invalid_energy": "示数无法计算电量",
     "no_tariff": "无执行电价",
     "no_tariff_code": "计量点未设置电价码",
     "multiplier_zero": "综合倍率为零",
@@ -216,7 +223,8 @@ def prepare(
 ) -> BillResult | SetAside:
     """Check one point's inputs and cut its billing period into rated segments."""
     if not reading.billable:
-        return SetAside(point.id, reading.reason, REASON_TEXT.get(reading.reason, reading.reason))
+        text = REASON_TEXT.get(reading.reason, reading.reason)
+        return SetAside(point.id, reading.reason, f"{text}: {reading.detail}" if reading.detail else text)
     mult = reading.multiplier if reading.multiplier is not None else point.multiplier
     if mult is None or mult == 0:
         return SetAside(point.id, "multiplier_zero", REASON_TEXT["multiplier_zero"])

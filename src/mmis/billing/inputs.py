@@ -39,6 +39,7 @@ class PointReading:
     start_date: date | None = None  # reading dates (the period the registers cover)
     end_date: date | None = None
     transformer: dict[str, Any] | None = None  # 变损 spec for 高供低计: {"method": "ratio", "ratio": …}
+    detail: str = ""  # the lower app's explanation when not billable
 
     @property
     def billable(self) -> bool:
@@ -236,7 +237,12 @@ def from_readings(point_id: int, r: Any) -> PointReading:
     if _get(r, "billable", default=True) is False and not reason:
         reason = "not_billable"
     if reason:
-        return PointReading(point_id, reason=str(reason), multiplier=_dec(_get(r, "multiplier")))
+        return PointReading(
+            point_id,
+            reason=str(reason),
+            multiplier=_dec(_get(r, "multiplier")),
+            detail=str(_get(r, "detail", default="") or "")[:200],
+        )
     tou = _get(r, "tou_kwh", "kwh_by_rate")
     tou_dec = {k: _dec(v) for k, v in tou.items() if v is not None} if tou else None
     kwh = _dec(_get(r, "kwh", "total_kwh", "billed_kwh"))
