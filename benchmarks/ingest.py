@@ -227,6 +227,18 @@ def run_pair(
     truncate(table)
     client_id = f"mmis-bench-{prefix}-{os.getpid()}"
     env = {**os.environ, "MMIS_DATABASE_URL": BENCH_URL, "MMIS_MQTT_URL": mqtt_url}
+    sim = Simulator(
+        url=mqtt_url,
+        terminals=terminals,
+        meters_per_terminal=meters,
+        days=days,
+        last_day=date(2026, 10, 31),
+        prefix=prefix,
+        inflight=inflight,
+        pregenerate=True,
+    )
+    sim.prepare()
+    expected = terminals * meters * days
     ready = Path(f"/tmp/mmis-bench-ready-{os.getpid()}")
     ready.unlink(missing_ok=True)
     listener = subprocess.Popen(
@@ -238,7 +250,7 @@ def run_pair(
             "--client-id",
             client_id,
             "--idle-exit",
-            "20",
+            "120",
             "--quiet",
             "--batch",
             str(batch),
@@ -255,18 +267,7 @@ def run_pair(
             break
         time.sleep(0.1)
     ready.unlink(missing_ok=True)
-    sim = Simulator(
-        url=mqtt_url,
-        terminals=terminals,
-        meters_per_terminal=meters,
-        days=days,
-        last_day=date(2026, 10, 31),
-        prefix=prefix,
-        inflight=inflight,
-        pregenerate=True,
-    )
     sim.connect()
-    expected = terminals * meters * days
     holder: dict = {}
     th = threading.Thread(target=lambda: holder.setdefault("r", sim.publish_all()))
     th.start()  # pregeneration happens before publish_all's clock (sim.started_at) starts
@@ -288,6 +289,7 @@ def run_pair(
     t_end = time.perf_counter()
     th.join()
     sim.close()
+    listener.terminate()  # it stops cleanly on SIGTERM and prints its counts
     out, err = listener.communicate(timeout=90)
     if expected != stored:
         print("listener stderr:", err[-3000:])

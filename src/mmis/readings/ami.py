@@ -328,9 +328,14 @@ def store_intervals(rows: list[tuple], *, received: datetime) -> int:
     objs = [
         IntervalReading(meter_id=m, start=s, minutes=mi, kwh=k, received_at=received) for m, s, mi, k in rows
     ]
-    before = IntervalReading.objects.count()
+    window = IntervalReading.objects.filter(
+        meter_id__in={r[0] for r in rows},
+        start__gte=min(r[1] for r in rows),
+        start__lte=max(r[1] for r in rows),
+    )
+    before = window.count()
     IntervalReading.objects.bulk_create(objs, ignore_conflicts=True, batch_size=5000)
-    return IntervalReading.objects.count() - before
+    return window.count() - before
 
 
 @dataclass
