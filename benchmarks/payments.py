@@ -18,6 +18,7 @@ import argparse
 import http.client
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -166,26 +167,25 @@ def bench_batch(county) -> dict:
     return {"rows": batch.line_count, "export_s": export_s, "import_s": import_s, "report": report}
 
 
-SERVER = r"""
-import os, sys
-from wsgiref.simple_server import WSGIServer, WSGIRequestHandler, make_server
-sys.path.insert(0, {src!r})
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmis.settings")
-import django
-django.setup()
-from django.core.wsgi import get_wsgi_application
-class Quiet(WSGIRequestHandler):
-    def log_message(self, *a): pass
-class Server(WSGIServer):  # one request at a time per process, persistent DB connection
-    request_queue_size = 256
-app = get_wsgi_application()
-srv = make_server("127.0.0.1", int(sys.argv[1]), app, server_class=Server, handler_class=Quiet)
-print("ready", flush=True)
-srv.serve_forever()
-"""
+def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("gunicorn did not start in time")
 
 
-def bench_api(county, *, requests: int, workers: int, clients: int, base_port: int) -> dict:
+def bench_api(
+    county, *, requests: int, workers: int, threads: int, clients: int, port: int, max_seconds: float
+) -> dict:
+    """gunicorn (gthread: `workers` processes × `threads` threads, one persistent PostgreSQL
+    connection per thread) on 127.0.0.1 only; `clients` keep-alive connections from this process.
+    Bounded: `requests` payments at most, and the clients stop after `max_seconds`."""
     from django.utils import timezone
 
     from mmis.accounts import services
@@ -203,34 +203,51 @@ def bench_api(county, *, requests: int, workers: int, clients: int, base_port: i
         )
         services.open_session(cashier=u, at=timezone.now())
         tokens.append(org_services.issue_api_token(user=u, name=f"bench{i}"))
+    warmup = 5 * clients
     account_nos = list(
-        Account.objects.filter(org=county).values_list("account_no", flat=True)[: max(requests, 1)]
+        Account.objects.filter(org=county)
+        .order_by("pk")
+        .values_list("account_no", flat=True)[: max(requests + warmup, 1)]
     )
-    env = {**os.environ, "MMIS_DEBUG": "0"}
-    script = SERVER.format(src=str(REPO / "src"))
-    procs = []
-    for w in range(workers):
-        p = subprocess.Popen(
-            [sys.executable, "-c", script, str(base_port + w)], stdout=subprocess.PIPE, env=env
-        )
-        procs.append(p)
+    env = {**os.environ, "MMIS_DEBUG": "0", "DJANGO_SETTINGS_MODULE": "mmis.settings"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--pythonpath",
+            str(REPO / "src"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--keep-alive",
+            "30",
+            "--backlog",
+            "256",
+            "--log-level",
+            "warning",
+            "mmis.wsgi:application",
+        ],
+        env=env,
+    )
     try:
-        for p in procs:
-            p.stdout.readline()
+        _wait_port(port, proc)
         lat: list[float] = []
         errors = [0]
         lock = threading.Lock()
-        counter = iter(range(requests))
+        deadline = [float("inf")]
 
-        def client(ci: int):
-            port = base_port + ci % workers
+        def client(ci: int, keys: range) -> None:
             token = tokens[ci]
             mine: list[float] = []
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            while True:
-                with lock:
-                    k = next(counter, None)
-                if k is None:
+            for k in keys:
+                if time.perf_counter() > deadline[0]:
                     break
                 body = json.dumps(
                     {"account_no": account_nos[k % len(account_nos)], "amount": "10.00", "channel": "cash"}
@@ -250,7 +267,7 @@ def bench_api(county, *, requests: int, workers: int, clients: int, base_port: i
                     r = conn.getresponse()
                     r.read()
                     ok = r.status == 201
-                    if r.getheader("Connection", "").lower() == "close" or r.version == 10:
+                    if r.getheader("Connection", "").lower() == "close":
                         conn.close()
                         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                 except (OSError, http.client.HTTPException):
@@ -261,22 +278,37 @@ def bench_api(county, *, requests: int, workers: int, clients: int, base_port: i
                 if not ok:
                     with lock:
                         errors[0] += 1
+            conn.close()
             with lock:
                 lat.extend(mine)
 
-        # warm-up (not measured): one request per client
-        t_start = time.perf_counter()
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-        for t in threads:
+        # warm-up (not measured): every worker imports, connects and fills its caches
+        ts = [
+            threading.Thread(target=client, args=(i, range(requests + i * 5, requests + i * 5 + 5)))
+            for i in range(clients)
+        ]
+        for t in ts:
             t.start()
-        for t in threads:
+        for t in ts:
+            t.join()
+        lat.clear()
+        errors[0] = 0
+        # measured: the requests split over the clients (client i takes i, i+clients, …)
+        t_start = time.perf_counter()
+        deadline[0] = t_start + max_seconds
+        ts = [threading.Thread(target=client, args=(i, range(i, requests, clients))) for i in range(clients)]
+        for t in ts:
+            t.start()
+        for t in ts:
             t.join()
         seconds = time.perf_counter() - t_start
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(10)
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
     lat.sort()
     return {
         "requests": len(lat),
@@ -292,8 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scale", type=int, default=1_000_000, help="bank withholding result rows")
     ap.add_argument("--requests", type=int, default=5000, help="API payments (bounded)")
-    ap.add_argument("--workers", type=int, default=4, help="server processes on 127.0.0.1")
-    ap.add_argument("--clients", type=int, default=8, help="concurrent client connections")
+    ap.add_argument("--workers", type=int, default=3, help="gunicorn worker processes (2 cores)")
+    ap.add_argument("--threads", type=int, default=4, help="threads per worker (one DB connection each)")
+    ap.add_argument("--clients", type=int, default=12, help="concurrent keep-alive client connections")
+    ap.add_argument("--max-seconds", type=float, default=180.0, help="stop the API load after this")
     ap.add_argument("--port", type=int, default=18311)
     args = ap.parse_args(argv)
     url = os.environ.get("MMIS_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/mmis_bench")
@@ -301,11 +335,17 @@ def main(argv: list[str] | None = None) -> int:
     from mmis.accounts import queries
 
     t0 = time.perf_counter()
-    _prov, county = seed(max(args.scale, args.requests))
+    _prov, county = seed(max(args.scale, args.requests + 5 * args.clients))
     seed_s = time.perf_counter() - t0
     b = bench_batch(county)
     a = bench_api(
-        county, requests=args.requests, workers=args.workers, clients=args.clients, base_port=args.port
+        county,
+        requests=args.requests,
+        workers=args.workers,
+        threads=args.threads,
+        clients=args.clients,
+        port=args.port,
+        max_seconds=args.max_seconds,
     )
     check = queries.ledger_check()
     rows_per_s = b["rows"] / b["import_s"] if b["import_s"] else 0.0

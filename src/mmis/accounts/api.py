@@ -37,6 +37,12 @@ class PaymentIn(Schema):
 
 
 def _payment_out(p: Payment) -> dict:
+    # a payment posted by this very request cannot have been reversed yet
+    reversed_ = (
+        False
+        if getattr(p, "was_created", False)
+        else LedgerEntry.objects.filter(reverses_id=p.entry_id).exists()
+    )
     return {
         "id": p.pk,
         "receipt_no": p.receipt_no,
@@ -46,7 +52,7 @@ def _payment_out(p: Payment) -> dict:
         "paid_at": p.paid_at.isoformat(),
         "business_date": p.business_date.isoformat(),
         "balance": money_str(queries.balance(p.account_id)),
-        "reversed": LedgerEntry.objects.filter(reverses_id=p.entry_id).exists(),
+        "reversed": reversed_,
     }
 
 

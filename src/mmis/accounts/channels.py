@@ -16,7 +16,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Sum
+from django.db.models import DecimalField, F, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -39,6 +40,7 @@ from mmis.common.money import ZERO, money_str
 from mmis.customers.models import Account
 from mmis.org import audit
 
+MONEY = DecimalField(max_digits=14, decimal_places=2)
 DEMO_CALLBACK_SECRET = "mmis-demo-callback-secret"
 CALLBACK_MAX_AGE = timedelta(minutes=10)
 
@@ -167,15 +169,16 @@ def export_batch(*, org, actor, at: datetime, bank_name: str = "") -> BankBatch:
         if bank_name:
             accounts = accounts.filter(bank_name=bank_name)
         ids = list(accounts.values_list("pk", flat=True))
-        due = (
-            _open_by_account(ids)
-            if len(ids) < 5000
-            else {k: v for k, v in _open_by_account(None, org).items() if k in set(ids)}
-        )
+        if len(ids) < 5000:
+            due = _open_by_account(ids)
+        else:
+            wanted = set(ids)
+            due = {k: v for k, v in _open_by_account(None, org).items() if k in wanted}
+        # accounts still waiting for another batch's result (few: only batches not yet returned)
         pending = set(
-            BankBatchLine.objects.filter(
-                state=BankBatchLine.State.PENDING, account_id__in=list(due)
-            ).values_list("account_id", flat=True)
+            BankBatchLine.objects.filter(state=BankBatchLine.State.PENDING).values_list(
+                "account_id", flat=True
+            )
         )
         todo = sorted((a, v) for a, v in due.items() if a not in pending)
         batch = BankBatch.objects.create(
@@ -187,13 +190,14 @@ def export_batch(*, org, actor, at: datetime, bank_name: str = "") -> BankBatch:
             line_count=len(todo),
             total_amount=sum((v for _a, v in todo), ZERO),
         )
-        for i in range(0, len(todo), 5000):
-            BankBatchLine.objects.bulk_create(
-                [
-                    BankBatchLine(batch=batch, line_no=i + n + 1, account_id=a, amount=v)
-                    for n, (a, v) in enumerate(todo[i : i + 5000])
-                ]
-            )
+        _copy(
+            BankBatchLine,
+            ["batch", "line_no", "account", "amount", "state", "result_code", "bank_txn_id"],
+            [
+                (batch.pk, n, a, v, BankBatchLine.State.PENDING, "", "")
+                for n, (a, v) in enumerate(todo, start=1)
+            ],
+        )
         audit.record(
             actor=actor,
             action="bank.export",
@@ -227,6 +231,12 @@ SUCCESS = "0000"
 def parse_results(batch: BankBatch, content: str) -> list[tuple[int, str, Decimal, str, str]]:
     """Validate the bank's result file (line_no,account_no,amount,result_code,bank_txn_id) whole:
     every bad row is reported with its path; nothing is posted when any row is bad."""
+    return _parse_results(batch, content)[0]
+
+
+def _parse_results(
+    batch: BankBatch, content: str
+) -> tuple[list[tuple[int, str, Decimal, str, str]], dict[int, tuple[str, Decimal]]]:
     errors: list[FieldError] = []
     rows = []
     seen_lines: set[int] = set()
@@ -278,20 +288,17 @@ def parse_results(batch: BankBatch, content: str) -> list[tuple[int, str, Decima
             break
     if errors:
         raise InvalidInput(errors)
-    return rows
+    return rows, lines
 
 
-def import_results(*, batch: BankBatch, content: str, actor, at: datetime, chunk: int = 20000) -> dict:
+def import_results(*, batch: BankBatch, content: str, actor, at: datetime, chunk: int = 50000) -> dict:
     """Post the successful debits of a result file (chunked transactions; a chunk locks its
     accounts), mark failures and amount mismatches (挂账) and return the reconciliation report."""
     if batch.state != BankBatch.State.EXPORTED:
         raise InvalidInput(path="batch", errors=f"batch {batch.batch_no} results are already posted")
-    rows = parse_results(batch, content)
-    expected = dict(
-        BankBatchLine.objects.filter(batch=batch).values_list("line_no", "amount").iterator(50000)
-    )
-    paid = [r for r in rows if r[3] == SUCCESS and r[2] == expected[r[0]]]
-    mismatch = [r for r in rows if r[3] == SUCCESS and r[2] != expected[r[0]]]
+    rows, lines = _parse_results(batch, content)
+    paid = sorted((r for r in rows if r[3] == SUCCESS and r[2] == lines[r[0]][1]), key=lambda r: r[0])
+    mismatch = [r for r in rows if r[3] == SUCCESS and r[2] != lines[r[0]][1]]
     failed = [r for r in rows if r[3] != SUCCESS]
     posted = 0
     for i in range(0, len(paid), chunk):
@@ -354,158 +361,148 @@ def _copy(model, fields: list[str], rows: list[tuple]) -> None:
 
 
 def _post_withholding_chunk(*, batch: BankBatch, rows: list, actor, at: datetime) -> int:
-    """Set-based posting of successful debits: lock the chunk's accounts (in id order), load their
-    open debts in one query, plan allocations (no late fee: a direct debit is on time by the
-    utility's own schedule), then write entries, lines, allocations and payments in bulk."""
+    """Set-based posting of successful debits (`rows` sorted by line number). One transaction:
+    lock the batch row (two imports of one batch never post a line twice), lock the chunk's
+    accounts in id order, load their open debts with what is already allocated in one query, plan
+    the allocations in Python (no late fee: a direct debit is on time by the utility's own
+    schedule), then COPY entries, lines, allocations and payments and mark the lines in one
+    UPDATE."""
     with transaction.atomic():
-        line_nos = [r[0] for r in rows]
-        pending = dict(
-            BankBatchLine.objects.filter(
-                batch=batch, line_no__in=line_nos, state=BankBatchLine.State.PENDING
-            ).values_list("line_no", "account_id")
+        BankBatch.objects.select_for_update().filter(pk=batch.pk).values_list("pk").first()
+        lo, hi = rows[0][0], rows[-1][0]
+        in_chunk = BankBatchLine.objects.filter(
+            batch=batch, line_no__gte=lo, line_no__lte=hi, state=BankBatchLine.State.PENDING
         )
+        pending = dict(in_chunk.values_list("line_no", "account_id"))
         rows = [r for r in rows if r[0] in pending]
         if not rows:
             return 0
-        acc_ids = sorted({pending[r[0]] for r in rows})
-        list(
-            Account.objects.select_for_update()
-            .filter(pk__in=acc_ids)
+        orgs = dict(
+            Account.objects.select_for_update(no_key=True)
+            .filter(pk__in=sorted({pending[r[0]] for r in rows}))
             .order_by("pk")
-            .values_list("pk", flat=True)
+            .values_list("pk", "org_id")
         )
-        orgs = dict(Account.objects.filter(pk__in=acc_ids).values_list("pk", "org_id"))
         debts: dict[int, list[rules.Debt]] = defaultdict(list)
-        paid_q = (
-            Allocation.objects.filter(account_id__in=acc_ids, debit__kind__in=DEBT_KINDS)
-            .values_list("debit_id")
-            .annotate(t=Sum("amount"))
+        open_q = (
+            LedgerEntry.objects.filter(account_id__in=list(orgs), kind__in=DEBT_KINDS)
+            .annotate(paid=Coalesce(Sum("allocations_in__amount"), ZERO, output_field=MONEY))
+            .annotate(left=F("amount") - F("paid"))
+            .filter(left__gt=0)
+            .values_list("pk", "account_id", "left", "due_date", "kind", "refers_to_id")
         )
-        paid_map = dict(paid_q)
-        for pk, acc, amt, due, kind, ref in LedgerEntry.objects.filter(
-            account_id__in=acc_ids, kind__in=DEBT_KINDS
-        ).values_list("pk", "account_id", "amount", "due_date", "kind", "refers_to_id"):
-            left = amt - paid_map.get(pk, ZERO)
-            if left > 0:
-                debts[acc].append(
-                    rules.Debt(
-                        id=pk,
-                        open=left,
-                        due_date=due,
-                        is_late_fee=kind == EntryKind.LATE_FEE,
-                        parent_id=ref if kind == EntryKind.LATE_FEE else None,
-                    )
-                )
-        n = len(rows)
-        entry_ids = _next_ids(LedgerEntry, n)
-        bd = services.local_date(at)
-        actor_id = actor.pk if actor is not None and actor.pk else None
-        entries, lines, allocs, pays = [], [], [], []
-        for (line_no, _acc_no, amount, _code, txn), eid in zip(rows, entry_ids, strict=True):
-            acc = pending[line_no]
-            no = f"{batch.batch_no}-{line_no:07d}"
-            entries.append(
-                (
-                    eid,
-                    orgs[acc],
-                    acc,
-                    EntryKind.PAYMENT,
-                    no,
-                    -amount,
-                    None,
-                    bd,
-                    at,
-                    "",
-                    None,
-                    None,
-                    None,
-                    None,
-                    "",
-                    actor_id,
-                    "银行代扣",
+        for pk, acc, left, due, kind, ref in open_q.iterator(chunk_size=20000):
+            debts[acc].append(
+                rules.Debt(
+                    id=pk,
+                    open=left,
+                    due_date=due,
+                    is_late_fee=kind == EntryKind.LATE_FEE,
+                    parent_id=ref if kind == EntryKind.LATE_FEE else None,
                 )
             )
+        n = len(rows)
+        entry_ids = _next_ids(LedgerEntry, n)
+        payment_ids = _next_ids(Payment, n)
+        bd = services.local_date(at)
+        actor_id = actor.pk if actor is not None and actor.pk else None
+        entries, lines, allocs, pays, marks = [], [], [], [], []
+        for (line_no, _acc_no, amount, _code, txn), eid, pid in zip(
+            rows, entry_ids, payment_ids, strict=True
+        ):
+            acc = pending[line_no]
+            no = f"{batch.batch_no}-{line_no:07d}"
+            # fmt: off
+            entries.append((eid, orgs[acc], acc, EntryKind.PAYMENT, no, -amount, None, bd, at, "", None,
+                            None, None, None, "", actor_id, "银行代扣"))
+            # fmt: on
             lines.append((eid, acc, GL.RECEIVABLE, -amount))
             lines.append((eid, None, GL.BANK_CLEARING, amount))
-            plan = rules.plan_payment(amount=amount, debts=debts[acc], paid_on=bd, charge_late_fees=False)
-            used = defaultdict(lambda: ZERO)
-            for (_w, did), comp, a in plan.allocations:
-                allocs.append((acc, eid, did, comp, a, at, eid))
-                used[did] += a
-            if used:
+            mine = debts.get(acc)
+            if mine:
+                plan = rules.plan_payment(amount=amount, debts=mine, paid_on=bd, charge_late_fees=False)
+                used: dict[int, Decimal] = defaultdict(lambda: ZERO)
+                for (_w, did), comp, a in plan.allocations:
+                    allocs.append((acc, eid, did, comp, a, at, eid))
+                    used[did] += a
                 debts[acc] = [
                     rules.Debt(**{**services._debt_dict(d), "open": d.open - used[d.id]})
-                    for d in debts[acc]
+                    for d in mine
                     if d.open - used[d.id] > 0
                 ]
             pays.append(
-                (
-                    eid,
-                    orgs[acc],
-                    acc,
-                    Channel.BANK_WITHHOLDING,
-                    amount,
-                    at,
-                    bd,
-                    no,
-                    txn,
-                    None,
-                    "",
-                    None,
-                    None,
-                    "",
-                )
+                (pid, eid, orgs[acc], acc, Channel.BANK_WITHHOLDING, amount, at, bd, no, txn, None, "")
             )
-        _copy(
-            LedgerEntry,
-            [
-                "id",
-                "org",
-                "account",
-                "kind",
-                "document_no",
-                "amount",
-                "due_date",
-                "business_date",
-                "posted_at",
-                "source_type",
-                "source_id",
-                "reverses",
-                "refers_to",
-                "origin",
-                "late_fee_class",
-                "actor",
-                "memo",
-            ],
-            entries,
-        )
+            marks.append((line_no, txn, pid))
+        _copy(LedgerEntry, ENTRY_COLUMNS, entries)
         _copy(LedgerLine, ["entry", "account", "gl", "amount"], lines)
         _copy(Allocation, ["account", "credit", "debit", "component", "amount", "at", "by_entry"], allocs)
-        _copy(
-            Payment,
-            [
-                "entry",
-                "org",
-                "account",
-                "channel",
-                "amount",
-                "paid_at",
-                "business_date",
-                "receipt_no",
-                "channel_txn_id",
-                "idempotency_key",
-                "request_hash",
-                "session",
-                "cashier",
-                "reference",
-            ],
-            pays,
-        )
-        for j in range(0, n, 5000):
-            BankBatchLine.objects.filter(batch=batch, line_no__in=[r[0] for r in rows[j : j + 5000]]).update(
-                state=BankBatchLine.State.PAID, result_code=SUCCESS
-            )
+        _copy(Payment, PAYMENT_COLUMNS, [(*p, None, None, "") for p in pays])
+        _mark_paid(batch, marks)
     return n
+
+
+ENTRY_COLUMNS = [
+    "id",
+    "org",
+    "account",
+    "kind",
+    "document_no",
+    "amount",
+    "due_date",
+    "business_date",
+    "posted_at",
+    "source_type",
+    "source_id",
+    "reverses",
+    "refers_to",
+    "origin",
+    "late_fee_class",
+    "actor",
+    "memo",
+]
+PAYMENT_COLUMNS = [
+    "id",
+    "entry",
+    "org",
+    "account",
+    "channel",
+    "amount",
+    "paid_at",
+    "business_date",
+    "receipt_no",
+    "channel_txn_id",
+    "idempotency_key",
+    "request_hash",
+    "session",
+    "cashier",
+    "reference",
+]
+
+
+def _mark_paid(batch: BankBatch, marks: list[tuple[int, str, int]]) -> None:
+    """Lines paid, with the bank's transaction id and the payment: one UPDATE on PostgreSQL."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(
+                f"""UPDATE "{BankBatchLine._meta.db_table}" AS l
+                    SET state = %s, result_code = %s, bank_txn_id = v.txn, payment_id = v.pid
+                    FROM unnest(%s::int[], %s::text[], %s::bigint[]) AS v(line_no, txn, pid)
+                    WHERE l.batch_id = %s AND l.line_no = v.line_no""",
+                [
+                    BankBatchLine.State.PAID,
+                    SUCCESS,
+                    [m[0] for m in marks],
+                    [m[1] for m in marks],
+                    [m[2] for m in marks],
+                    batch.pk,
+                ],
+            )
+        return
+    for line_no, txn, pid in marks:
+        BankBatchLine.objects.filter(batch=batch, line_no=line_no).update(
+            state=BankBatchLine.State.PAID, result_code=SUCCESS, bank_txn_id=txn[:64], payment_id=pid
+        )
 
 
 def reconciliation(batch: BankBatch) -> dict:

@@ -449,6 +449,10 @@ class BankBatchLine(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["batch", "line_no"], name="accounts_batch_line_unique")
         ]
+        indexes = [
+            # export skips accounts still pending in another batch: only those rows are indexed
+            models.Index(fields=["account"], condition=Q(state="pending"), name="accounts_bbl_pending_idx")
+        ]
 
     def __str__(self) -> str:
         return f"{self.batch_id}#{self.line_no}"

@@ -41,10 +41,12 @@ def get_account(user: User, pk: int | str) -> Account:
 
 
 def get_account_by_no(user: User, account_no: str) -> Account:
-    try:
-        return accounts(user).select_related("customer", "org").get(account_no=str(account_no).strip())
-    except Account.DoesNotExist:
-        raise NotFound(f"account {account_no} not found") from None
+    """The account by its number if it lies inside the user's data scope (the scope is checked on
+    the account's org path, so no list of org ids is loaded)."""
+    acc = Account.objects.select_related("customer", "org").filter(account_no=str(account_no).strip()).first()
+    if acc is None or not DataScope.for_user(user).contains_org(acc.org):
+        raise NotFound(f"account {account_no} not found")
+    return acc
 
 
 def find_accounts(user: User, text: str, *, limit: int = 20) -> list[Account]:

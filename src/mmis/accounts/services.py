@@ -10,13 +10,15 @@ Public API used by other apps: `post_charge`, `post_adjustment`, `take_payment`,
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from collections import defaultdict
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Max, Q, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, Max, OuterRef, Q, Sum
 from django.utils import timezone
 
 from mmis.accounts import rules
@@ -36,6 +38,7 @@ from mmis.accounts.models import (
     LedgerLine,
     Payment,
     Policy,
+    PrepaidAccount,
 )
 from mmis.common.errors import FieldError, InvalidInput
 from mmis.common.money import ZERO, money_str
@@ -102,8 +105,23 @@ def new_number(prefix: str, on: date) -> str:
     return f"{prefix}{on:%Y%m%d}{secrets.token_hex(5).upper()}"
 
 
-def policy_for(org: Org) -> Policy:
-    """The nearest policy up the org tree (an unsaved default when none is configured)."""
+# Org policies change rarely and are read by every payment: a per-process cache, dropped when a
+# Policy row is saved or deleted in this process (signals in apps.py) and at most POLICY_TTL old
+# for changes made by other processes. An entry is stored only once the transaction that read it
+# has committed, so a rolled-back read (e.g. a test's own transaction) never reaches the cache.
+POLICY_TTL = 60.0
+_policy_cache: dict[tuple[int, str], tuple[float, Policy]] = {}
+_policy_lock = threading.Lock()
+_policy_generation = [0]
+
+
+def clear_policy_cache(**_kwargs: Any) -> None:
+    with _policy_lock:
+        _policy_generation[0] += 1
+        _policy_cache.clear()
+
+
+def _load_policy(org: Org) -> Policy:
     rows = {
         p.org.path: p for p in Policy.objects.select_related("org").filter(org__path__in=org.ancestor_paths())
     }
@@ -111,6 +129,28 @@ def policy_for(org: Org) -> Policy:
         if path in rows:
             return rows[path]
     return Policy(org=org)
+
+
+def policy_for(org: Org) -> Policy:
+    """The nearest policy up the org tree (an unsaved default when none is configured)."""
+    key = (org.pk, org.path)
+    now = time.monotonic()
+    hit = _policy_cache.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    generation = _policy_generation[0]
+    pol = _load_policy(org)
+
+    def store() -> None:
+        with _policy_lock:
+            if _policy_generation[0] == generation:
+                _policy_cache[key] = (time.monotonic() + POLICY_TTL, pol)
+
+    if connection.in_atomic_block:
+        transaction.on_commit(store)
+    else:
+        store()
+    return pol
 
 
 def late_fee_class(account: Account) -> str:
@@ -122,8 +162,16 @@ def late_fee_class(account: Account) -> str:
 
 
 def _lock(account: Account | int) -> Account:
+    """Lock the account row (FOR NO KEY UPDATE of that row only: two postings on one account
+    serialise, while the org row joined for the policy stays unlocked, and foreign-key checks of
+    other inserts referencing the account are not blocked). `has_prepaid` comes with it."""
     pk = account.pk if isinstance(account, Account) else account
-    return Account.objects.select_for_update().select_related("org").get(pk=pk)
+    return (
+        Account.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("org")
+        .annotate(has_prepaid=Exists(PrepaidAccount.objects.filter(account_id=OuterRef("pk"))))
+        .get(pk=pk)
+    )
 
 
 def _post(
@@ -185,25 +233,31 @@ def _debts(account: Account, *, on: date | None = None) -> list[rules.Debt]:
     if not open_rows:
         return []
     ids = [r["id"] for r in open_rows if r["kind"] != EntryKind.LATE_FEE]
-    fee_info = {
-        r["refers_to_id"]: r["last"]
-        for r in LedgerEntry.objects.filter(kind=EntryKind.LATE_FEE, refers_to_id__in=ids)
-        .values("refers_to_id")
-        .annotate(last=Max("business_date"))
-    }
-    waived_ids = set(
-        Approval.objects.filter(
-            account=account, kind=Approval.Kind.LATE_FEE_WAIVER, state=Approval.State.APPROVED
-        ).values_list("target_id", flat=True)
-    )
+    fee_info: dict[int, date] = {}
+    waived_ids: set[int] = set()
     plan_active = False
-    if on is not None:
-        plan_active = Approval.objects.filter(
+    # Late-fee facts (fees charged before, waivers, instalment/deferral plans) only matter for a
+    # debt overdue on `on`: a payment on time skips these queries (on=None: always loaded).
+    overdue = on is None or any(
+        r["due_date"] is not None and r["due_date"] < on for r in open_rows if r["kind"] != EntryKind.LATE_FEE
+    )
+    if overdue and ids:
+        fee_info = {
+            r["refers_to_id"]: r["last"]
+            for r in LedgerEntry.objects.filter(kind=EntryKind.LATE_FEE, refers_to_id__in=ids)
+            .values("refers_to_id")
+            .annotate(last=Max("business_date"))
+        }
+    if overdue:
+        for kind, target_id, valid_until in Approval.objects.filter(
             account=account,
-            kind__in=[Approval.Kind.INSTALMENT, Approval.Kind.DEFERRAL],
             state=Approval.State.APPROVED,
-            valid_until__gte=on,
-        ).exists()
+            kind__in=[Approval.Kind.LATE_FEE_WAIVER, Approval.Kind.INSTALMENT, Approval.Kind.DEFERRAL],
+        ).values_list("kind", "target_id", "valid_until"):
+            if kind == Approval.Kind.LATE_FEE_WAIVER:
+                waived_ids.add(target_id)
+            elif on is not None and valid_until is not None and valid_until >= on:
+                plan_active = True
     out = []
     for r in open_rows:
         is_fee = r["kind"] == EntryKind.LATE_FEE
@@ -574,21 +628,30 @@ def take_payment(
         errors.append(FieldError("bill", "belongs to another account"))
     if errors:
         raise UnableToTakePayment(errors)
-    found = _existing_payment(channel, channel_txn_id, idempotency_key, request_hash)
-    if found is not None:
-        return found
     business_date = session.business_date if session is not None else local_date(at)
     try:
         with transaction.atomic():
+            # The replay check runs once, under the account lock (a replay is rare; the API has
+            # already answered most of them before calling here).
             acc = _lock(account)
             found = _existing_payment(channel, channel_txn_id, idempotency_key, request_hash)
             if found is not None:
                 return found
             if session is not None:
-                s = CashierSession.objects.select_for_update().get(pk=session.pk)
+                s = (
+                    CashierSession.objects.select_for_update()
+                    .annotate(
+                        day_locked=Exists(
+                            DayLock.objects.filter(
+                                org_id=OuterRef("org_id"), business_date=OuterRef("business_date")
+                            )
+                        )
+                    )
+                    .get(pk=session.pk)
+                )
                 if s.state != CashierSession.State.OPEN:
                     raise UnableToTakePayment(path="session", errors="the cashier session is closed")
-                if DayLock.objects.filter(org_id=s.org_id, business_date=s.business_date).exists():
+                if s.day_locked:
                     raise UnableToTakePayment(path="session", errors="this business day is locked")
             if designated is not None and require_open:
                 debts = {d.id: d for d in _debts(acc)}
@@ -610,9 +673,10 @@ def take_payment(
                 reference=reference,
                 designated=designated,
             )
-            from mmis.accounts import collection  # cost control sits above the ledger
+            if acc.has_prepaid:
+                from mmis.accounts import collection  # cost control sits above the ledger
 
-            collection.after_payment(account_id=acc.pk, at=at)
+                collection.after_payment(account_id=acc.pk, at=at)
             audit.record(
                 actor=actor,
                 action="payment.take",

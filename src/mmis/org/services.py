@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from mmis.common.errors import FieldError, InvalidInput
@@ -164,6 +164,11 @@ def issue_api_token(
     return secret
 
 
+# `last_used_at` is written at most this often per token (not on every request: a busy API
+# client would otherwise turn each call into a row update and a commit).
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
 def user_for_token(secret: str, *, at: datetime | None = None) -> User | None:
     at = at or timezone.now()
     token = (
@@ -173,5 +178,9 @@ def user_for_token(secret: str, *, at: datetime | None = None) -> User | None:
     )
     if token is None or (token.expires_at and token.expires_at <= at) or not token.user.is_active:
         return None
-    ApiToken.objects.filter(pk=token.pk).update(last_used_at=at)
+    if token.last_used_at is None or at - token.last_used_at >= LAST_USED_RESOLUTION:
+        # conditional: of several requests racing past the check, one writes
+        ApiToken.objects.filter(pk=token.pk).filter(
+            models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lte=at - LAST_USED_RESOLUTION)
+        ).update(last_used_at=at)
     return token.user

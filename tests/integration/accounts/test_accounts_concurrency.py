@@ -176,3 +176,37 @@ def test_payment_during_bill_release_is_not_lost(utility):
     assert queries.open_items(acc) == []
     assert queries.prepayment(acc) == 0
     assert queries.ledger_check()["balanced"]
+
+
+def test_the_same_bank_result_file_imported_twice_at_once(utility):
+    from mmis.customers.models import Account
+
+    admin = utility.users["admin"]
+    accs = [utility.customers[k].accounts.get() for k in ("a", "b")]
+    Account.objects.filter(pk__in=[a.pk for a in accs]).update(payment_method="bank_withholding")
+    for n, a in enumerate(accs):
+        services.post_charge(
+            account=a,
+            amount=D("60.00"),
+            source_type="bill",
+            source_id=50 + n,
+            document_no=f"W{n}",
+            due_date=date(2099, 1, 1),
+            at=timezone.now(),
+            actor=None,
+        )
+    batch = channels.export_batch(org=utility.province, actor=admin, at=timezone.now())
+    content = "".join(
+        f"{ln.line_no},{ln.account.account_no},{ln.amount},0000,T{ln.line_no}\n"
+        for ln in batch.lines.select_related("account")
+    )
+
+    def run():
+        return channels.import_results(batch=batch, content=content, actor=admin, at=timezone.now(), chunk=1)
+
+    out = race(run, run)
+    posted = sum(r["posted"] for r in out if isinstance(r, dict))
+    assert posted == 2, out
+    assert Payment.objects.filter(channel="bank_withholding").count() == 2
+    assert all(queries.balance(a) == 0 for a in accs)
+    assert queries.ledger_check()["balanced"]
