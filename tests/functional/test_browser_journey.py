@@ -44,7 +44,7 @@ def page():
 
 
 def test_counter_clerk_finds_a_customer_and_opens_the_file(transactional_db, live_server, page):
-    from conftest import PASSWORD, build_small_utility
+    from mmis_testing import PASSWORD, build_small_utility
 
     utility = build_small_utility()
     customer = utility.customers["a"]

@@ -37,14 +37,21 @@ def page():
 def test_new_residential_connection_in_the_browser(transactional_db, live_server, page):
     from django.utils import timezone
 
-    from conftest import PASSWORD, build_small_utility
     from mmis.assets import services as asset_services
     from mmis.customers.models import Customer
     from mmis.org import services as org_services
     from mmis.services import services as svc
     from mmis.workflow.models import ProcessInstance
+    from mmis_testing import PASSWORD, build_small_utility
 
-    u = build_small_utility()
+    # the shared fixtures module by path (other test folders have their own `conftest`)
+    spec = importlib.util.spec_from_file_location(
+        "mmis_root_conftest", Path(__file__).parents[2] / "conftest.py"
+    )
+    root = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root)
+    PASSWORD = root.PASSWORD
+    u = root.build_small_utility()
     svc.install_definitions(
         actor=u.users["admin"],
         province=u.province,

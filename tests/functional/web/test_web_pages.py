@@ -8,9 +8,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from conftest import PASSWORD
 from mmis.customers.models import Customer
 from mmis.org.models import AuditLog
+from mmis_testing import PASSWORD
 
 pytestmark = pytest.mark.django_db
 

@@ -7,14 +7,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import PASSWORD
 from mmis.common.errors import InvalidInput, NotFound
 from mmis.org import services as org_services
 from mmis.org.models import AuditLog
 from mmis.workflow import effects, queries
 from mmis.workflow import services as wf
 from mmis.workflow.models import Alarm, Event, ProcessDefinition, ProcessInstance, Supervision, Task
+from mmis_testing import PASSWORD
 
+PASSWORD = "Mmis@2026-test"  # the shared fixtures' password
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=TZ)  # a Monday
 
