@@ -44,14 +44,7 @@ def test_new_residential_connection_in_the_browser(transactional_db, live_server
     from mmis.workflow.models import ProcessInstance
     from mmis_testing import PASSWORD, build_small_utility
 
-    # the shared fixtures module by path (other test folders have their own `conftest`)
-    spec = importlib.util.spec_from_file_location(
-        "mmis_root_conftest", Path(__file__).parents[2] / "conftest.py"
-    )
-    root = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(root)
-    PASSWORD = root.PASSWORD
-    u = root.build_small_utility()
+    u = build_small_utility()
     svc.install_definitions(
         actor=u.users["admin"],
         province=u.province,

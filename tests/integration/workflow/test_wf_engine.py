@@ -15,7 +15,6 @@ from mmis.workflow import services as wf
 from mmis.workflow.models import Alarm, Event, ProcessDefinition, ProcessInstance, Supervision, Task
 from mmis_testing import PASSWORD
 
-PASSWORD = "Mmis@2026-test"  # the shared fixtures' password
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=TZ)  # a Monday
 
