@@ -330,8 +330,19 @@ def import_results(*, batch: BankBatch, content: str, actor, at: datetime, chunk
             state=BankBatch.State.RESULTS_POSTED, posted_at=at, report=report
         )
         audit.record(actor=actor, action="bank.results", target=batch, at=at, after=report)
+    if posted >= ANALYZE_AFTER_ROWS and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        # A large batch changes the ledger tables faster than autovacuum re-samples them; stale
+        # statistics right after it make the per-account queries of counter payments plan badly.
+        tables = ", ".join(
+            f'"{m._meta.db_table}"' for m in (LedgerEntry, LedgerLine, Allocation, Payment, BankBatchLine)
+        )
+        with connection.cursor() as cur:
+            cur.execute(f"ANALYZE {tables}")
     batch.refresh_from_db()
     return report
+
+
+ANALYZE_AFTER_ROWS = 50_000
 
 
 def _next_ids(model, n: int) -> list[int]:

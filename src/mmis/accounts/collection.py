@@ -64,6 +64,22 @@ def accrue_late_fees(*, on: date, org=None) -> int:
 
 
 # --- dunning ------------------------------------------------------------------------------------
+def _sms(acc: Account, *, template: str, payload: dict, at: datetime) -> None:
+    """A cost-control SMS to the customer; a customer without a phone on file gets none (the state
+    still moves on: a missing phone must not refuse the top-up that triggered it)."""
+    phone = _phone(acc)
+    if phone:
+        notices.queue_notice(
+            channel="sms",
+            recipient=phone,
+            template=template,
+            payload=payload,
+            at=at,
+            org=acc.org,
+            account=acc,
+        )
+
+
 def _phone(account: Account) -> str:
     from mmis.customers.crypto import cipher
 
@@ -251,27 +267,11 @@ def evaluate(*, prepaid: PrepaidAccount, at: datetime) -> PrepaidAccount:
                 )
                 pp.state = level
                 pp.negative_since = None
-                notices.queue_notice(
-                    channel="sms",
-                    recipient=_phone(acc),
-                    template="prepaid.reconnect",
-                    payload=payload,
-                    at=at,
-                    org=acc.org,
-                    account=acc,
-                )
+                _sms(acc, template="prepaid.reconnect", payload=payload, at=at)
         elif level == "negative":
             if pp.negative_since is None:
                 pp.negative_since = at
-                notices.queue_notice(
-                    channel="sms",
-                    recipient=_phone(acc),
-                    template="prepaid.negative",
-                    payload=payload,
-                    at=at,
-                    org=acc.org,
-                    account=acc,
-                )
+                _sms(acc, template="prepaid.negative", payload=payload, at=at)
             pp.state = PrepaidAccount.State.NEGATIVE
             if at - pp.negative_since >= timedelta(hours=pol.prepaid_grace_hours):
                 _command(pp, "disconnect", f"预付费欠费{money_str(bal)}元超过宽限期", at)
@@ -282,14 +282,8 @@ def evaluate(*, prepaid: PrepaidAccount, at: datetime) -> PrepaidAccount:
                 pp.state if pp.state in order else "normal"
             ):
                 thr = pol.prepaid_threshold1 if level == "alarm1" else pol.prepaid_threshold2
-                notices.queue_notice(
-                    channel="sms",
-                    recipient=_phone(acc),
-                    template=f"prepaid.{level}",
-                    payload={**payload, "threshold": money_str(thr)},
-                    at=at,
-                    org=acc.org,
-                    account=acc,
+                _sms(
+                    acc, template=f"prepaid.{level}", payload={**payload, "threshold": money_str(thr)}, at=at
                 )
             pp.state = level
             pp.negative_since = None

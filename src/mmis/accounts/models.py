@@ -222,8 +222,11 @@ class DayLock(models.Model):
 
 
 class LedgerEntry(AppendOnlyModel):
-    org = models.ForeignKey(Org, on_delete=models.PROTECT, verbose_name=_("供电单位"))
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="ledger_entries")
+    # (no single-column FK indexes on org and account: the composite indexes below lead with them)
+    org = models.ForeignKey(Org, on_delete=models.PROTECT, verbose_name=_("供电单位"), db_index=False)
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="ledger_entries", db_index=False
+    )
     kind = models.CharField(_("类型"), max_length=20, choices=EntryKind.choices)
     document_no = models.CharField(_("单据号"), max_length=40)
     # Effect on what the customer owes: + debit (charge …), − credit (payment …).
@@ -279,7 +282,10 @@ class LedgerLine(AppendOnlyModel):
     """One side of an entry; the lines of an entry sum to zero (debit +, credit −)."""
 
     entry = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, related_name="lines")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # indexed by (account, gl) below
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
     gl = models.CharField(max_length=20, choices=GL.choices)
     amount = models.DecimalField(max_digits=14, decimal_places=2)
 
@@ -316,9 +322,6 @@ class Allocation(AppendOnlyModel):
     # the entry whose posting made this allocation (the payment, a new charge, a reversal …)
     by_entry = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, related_name="+")
 
-    class Meta:
-        indexes = [models.Index(fields=["account"])]
-
     def __str__(self) -> str:
         return f"{self.credit_id}→{self.debit_id} {self.amount}"
 
@@ -327,7 +330,7 @@ class Payment(AppendOnlyModel):
     """A payment as the channel sees it; `entry` is its ledger document."""
 
     entry = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, related_name="payment")
-    org = models.ForeignKey(Org, on_delete=models.PROTECT)
+    org = models.ForeignKey(Org, on_delete=models.PROTECT, db_index=False)  # (org, business_date)
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="payments")
     channel = models.CharField(_("渠道"), max_length=20, choices=Channel.choices)
     amount = models.DecimalField(_("金额"), max_digits=14, decimal_places=2)
@@ -353,7 +356,7 @@ class Payment(AppendOnlyModel):
                 name="accounts_payment_channel_txn_unique",
             )
         ]
-        indexes = [models.Index(fields=["org", "business_date"]), models.Index(fields=["session"])]
+        indexes = [models.Index(fields=["org", "business_date"])]  # session: its FK index
 
     def __str__(self) -> str:
         return f"{self.receipt_no} {self.amount}"

@@ -16,15 +16,26 @@ SAMPLE = 400
 
 
 def build_accounts(ctx: DemoContext) -> None:
-    from mmis.accounts import collection, services
+    from django.db import transaction
+
     from mmis.accounts.models import LedgerEntry
-    from mmis.customers.models import Account
 
     if LedgerEntry.objects.filter(source_type="demo_opening").exists():
         return
+    # One transaction for the whole step: each posting's own transaction becomes a savepoint, so
+    # the step pays for one commit instead of one per charge and payment (and a failed run leaves
+    # nothing half-built behind).
+    with transaction.atomic():
+        _build(ctx)
+
+
+def _build(ctx: DemoContext) -> None:
+    from mmis.accounts import collection, services
+    from mmis.customers.models import Account
+
     rng = random.Random(ctx.seed + 7)
     today = ctx.today
-    accounts = list(Account.objects.order_by("pk")[:SAMPLE])
+    accounts = list(Account.objects.select_related("org", "customer").order_by("pk")[:SAMPLE])
     posted = paid = 0
     for i, acc in enumerate(accounts):
         months_back = rng.choice([0, 0, 0, 1, 1, 2, 3, 6, 13])
