@@ -151,6 +151,24 @@ def _change_data(code: str, rnd: random.Random, customer) -> dict:
     return {**base, "reason": "房屋拆迁"}
 
 
+def _working_days_before(end, days: float):
+    """The moment `days` of working time before `end` (bisection on the calendar)."""
+    from django.utils import timezone
+
+    from mmis.common import calendar as cal
+
+    end = timezone.localtime(end)
+    lo, hi = end - timedelta(days=15), end
+    target = timedelta(days=days)
+    for _ in range(50):
+        mid = lo + (hi - lo) / 2
+        if cal.working_time_between(mid, end) > target:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
 def build_workflow(ctx: DemoContext) -> None:
     from django.utils import timezone
 
@@ -224,8 +242,11 @@ def build_workflow(ctx: DemoContext) -> None:
         station = home if i % 2 == 0 else stations[i % len(stations)]
         # open ones started between a few hours and ~3 weeks ago, finished ones a month or more ago
         started = now - timedelta(hours=rnd.choice([3, 20, 30, 50, 80, 120, 170, 260, 400, 500]))
+        near = i >= FINISHED and i % 5 == 1  # left at acceptance, 85–95 % into its 1-day limit
         if i < FINISHED:
             started = now - timedelta(days=30 + 2 * i)
+        elif near:
+            started = _working_days_before(now, 0.85 + 0.02 * (i % 6))
         if code in NEW_CODES:
             data, org = _new_data(code, rnd, station), station.org
         else:
@@ -245,7 +266,8 @@ def build_workflow(ctx: DemoContext) -> None:
             finished += inst.state == "completed"
             report.rows["steps_done"] = report.rows.get("steps_done", 0) + steps
         else:
-            work(inst, upto=rnd.randint(0, 4), clock=started, hours=rnd.choice([2, 6, 20]), effects=False)
+            upto = 0 if near else rnd.randint(0, 4)
+            work(inst, upto=upto, clock=started, hours=rnd.choice([2, 6, 20]), effects=False)
     counts = wf.check_deadlines(now=now)
     report.rows["workflow_processdefinition"] = len(defs)
     report.rows["workflow_processinstance"] = made
