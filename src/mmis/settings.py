@@ -182,3 +182,12 @@ LOGGING = {
 }
 # Service halls sit behind one NAT address: lock the user name, not the shared IP.
 SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+
+# Periodic jobs (Celery beat: `celery -A mmis beat`); each is also safe to run by hand.
+CELERY_BEAT_SCHEDULE = {
+    "workflow-deadlines": {"task": "workflow.check_deadlines", "schedule": 300.0},
+    "notices-retry": {"task": "accounts.dispatch_notices", "schedule": 600.0},
+    "readings-daily": {"task": "readings.daily", "schedule": 24 * 3600.0},
+    "collection-daily": {"task": "accounts.daily_collection", "schedule": 24 * 3600.0},
+}
+CELERY_TIMEZONE = TIME_ZONE
