@@ -409,6 +409,11 @@ def audit_all(bills: list[BillResult], histories: dict[int, History], rule_set: 
         b.risk = rules.risk_score(b.flags, b.total_fen)
 
 
+def _regs(regs: dict[str, Any]) -> dict[str, Any]:
+    """Registers as text for the trace (readings give Decimals; a date stays ISO text)."""
+    return {k: v if v is None or isinstance(v, str | int | bool) else str(v) for k, v in regs.items()}
+
+
 def build_trace(b: BillResult) -> dict[str, Any]:
     """Everything needed to explain (and re-rate) the bill: readings → energy → tariff → lines."""
     r = b.reading
@@ -430,8 +435,8 @@ def build_trace(b: BillResult) -> dict[str, Any]:
         )
     return {
         "r": {
-            "start": r.start,
-            "end": r.end,
+            "start": _regs(r.start),
+            "end": _regs(r.end),
             "mult": str(r.multiplier if r.multiplier is not None else b.point.multiplier),
             "kwh": None if r.kwh is None else str(r.kwh),
             "tou": {p: str(v) for p, v in r.tou_kwh.items()} if r.tou_kwh else None,

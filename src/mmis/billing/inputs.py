@@ -233,6 +233,8 @@ def from_readings(point_id: int, r: Any) -> PointReading:
     """readings' BillingReading (or a dict of the same names) → PointReading."""
     if r is None:
         return PointReading(point_id, reason="no_reading")
+    if hasattr(r, "kwh_by_rate") and hasattr(r, "billable") and not isinstance(r, dict):
+        return _fast(point_id, r)
     reason = _get(r, "reason", "not_billable_reason", default="") or ""
     if _get(r, "billable", default=True) is False and not reason:
         reason = "not_billable"
@@ -262,6 +264,30 @@ def from_readings(point_id: int, r: Any) -> PointReading:
         multiplier_changed=bool(_get(r, "multiplier_changed", "meter_changed", default=False)),
         start_date=_get(r, "start_date"),
         end_date=_get(r, "end_date"),
+    )
+
+
+def _fast(point_id: int, r: Any) -> PointReading:
+    """readings' own BillingReading (a slotted dataclass), read attribute by attribute."""
+    if not r.billable:
+        return PointReading(
+            point_id,
+            reason=str(r.reason or "not_billable"),
+            multiplier=r.multiplier,
+            detail=(r.detail or "")[:200],
+        )
+    return PointReading(
+        point_id,
+        kwh=r.kwh,
+        tou_kwh=r.kwh_by_rate or None,
+        kvarh=r.kvarh,
+        max_demand_kw=r.max_demand_kw,
+        multiplier=r.multiplier,
+        estimated=r.estimated,
+        start=r.start or {},
+        end=r.end or {},
+        start_date=r.start_date,
+        end_date=r.end_date,
     )
 
 

@@ -86,7 +86,8 @@ class RunPartition(models.Model):
         FAILED = "failed", _("失败")
 
     run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="partitions")
-    key = models.CharField(_("分区"), max_length=40)  # the reading book code (or "org:<id>")
+    key = models.CharField(_("分区"), max_length=40)  # first reading book code (+ n more) or "org:<id>"
+    books = models.JSONField(_("抄表段"), default=list, blank=True)  # the reading books packed in it
     org = models.ForeignKey(Org, on_delete=models.PROTECT, verbose_name=_("单位"))
     point_ids = models.JSONField(default=list)
     state = models.CharField(_("状态"), max_length=10, choices=State.choices, default=State.PENDING)

@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
@@ -43,7 +43,8 @@ from mmis.org.models import Org, User
 
 log = logging.getLogger(__name__)
 
-PARTITION_MAX_POINTS = 5000
+PARTITION_MAX_POINTS = 5000  # a reading book larger than this is split
+PARTITION_TARGET_POINTS = 3000  # small books of one org are packed together up to this size
 PAYMENT_TERM_DEFAULT_DAYS = {"residential": 20, "agricultural": 20, "general_ci": 15, "large_industry": 10}
 
 
@@ -112,21 +113,12 @@ def plan_run(
             created_at=at,
             points_total=sum(len(v) for v in keyed.values()),
         )
-        parts = []
-        for key in sorted(keyed):
-            ids = keyed[key]
-            for n, i in enumerate(range(0, len(ids), PARTITION_MAX_POINTS)):
-                chunk = ids[i : i + PARTITION_MAX_POINTS]
-                parts.append(
-                    RunPartition(
-                        run=run,
-                        key=key if n == 0 else f"{key}#{n + 1}",
-                        org_id=key_org[key],
-                        point_ids=chunk,
-                        points=len(chunk),
-                    )
-                )
+        parts = [
+            RunPartition(run=run, key=key, org_id=org_id, books=books, point_ids=ids, points=len(ids))
+            for key, org_id, books, ids in pack_partitions(keyed, key_org)
+        ]
         RunPartition.objects.bulk_create(parts, batch_size=1000)
+        _CACHE["run"] = None
         run.partitions_total = len(parts)
         run.save(update_fields=["partitions_total"])
         audit.record(
@@ -139,6 +131,41 @@ def plan_run(
     return run
 
 
+def pack_partitions(
+    keyed: dict[str, list[int]], key_org: dict[str, int]
+) -> list[tuple[str, int, list[str], list[int]]]:
+    """(key, org id, book codes, point ids) per partition: the books of one org in code order,
+    packed up to PARTITION_TARGET_POINTS points (a partition's fixed cost is paid once for many
+    small books); a book above PARTITION_MAX_POINTS is split into chunks of its own."""
+    out: list[tuple[str, int, list[str], list[int]]] = []
+    by_org: dict[int, list[str]] = defaultdict(list)
+    for key in sorted(keyed):
+        by_org[key_org[key]].append(key)
+
+    def flush(org_id: int, books: list[str], ids: list[int]) -> None:
+        if books:
+            key = books[0] if len(books) == 1 else f"{books[0]} +{len(books) - 1}"
+            out.append((key[:40], org_id, list(books), list(ids)))
+
+    for org_id in sorted(by_org, key=lambda o: by_org[o][0]):
+        books: list[str] = []
+        ids: list[int] = []
+        for key in by_org[org_id]:
+            pts = keyed[key]
+            if len(pts) > PARTITION_MAX_POINTS:
+                for n, i in enumerate(range(0, len(pts), PARTITION_MAX_POINTS)):
+                    chunk = pts[i : i + PARTITION_MAX_POINTS]
+                    out.append((key if n == 0 else f"{key}#{n + 1}", org_id, [key], chunk))
+                continue
+            if ids and len(ids) + len(pts) > PARTITION_TARGET_POINTS:
+                flush(org_id, books, ids)
+                books, ids = [], []
+            books.append(key)
+            ids.extend(pts)
+        flush(org_id, books, ids)
+    return out
+
+
 def pending_partitions(run: BillingRun) -> list[int]:
     """Partitions not done yet (pending, failed, or left running by a worker that died)."""
     return list(run.partitions.exclude(state=RunPartition.State.DONE).values_list("pk", flat=True))
@@ -146,6 +173,8 @@ def pending_partitions(run: BillingRun) -> list[int]:
 
 def run_in_process(run: BillingRun, *, progress: Callable[[RunPartition], None] | None = None) -> BillingRun:
     """Every partition not done yet, here, one after the other (also how a killed run resumes)."""
+    _CACHE["run"] = None
+    mark_started(run)
     for pid in pending_partitions(run):
         p = process_partition(pid)
         if progress:
@@ -154,11 +183,18 @@ def run_in_process(run: BillingRun, *, progress: Callable[[RunPartition], None] 
     return run
 
 
+def mark_started(run: BillingRun) -> None:
+    BillingRun.objects.filter(pk=run.pk, state=BillingRun.State.PLANNED).update(
+        state=BillingRun.State.RUNNING, started_at=timezone.now()
+    )
+
+
 def dispatch(run: BillingRun) -> int:
     """Queue the partitions not done yet as Celery tasks (eager, in-process, without a broker)."""
     from mmis.billing.tasks import run_partition
 
     ids = pending_partitions(run)
+    mark_started(run)
     for pid in ids:
         run_partition.delay(pid)
     return len(ids)
@@ -285,6 +321,18 @@ class _Tariffs:
         return spans
 
 
+_CACHE: dict[str, Any] = {"run": None}
+
+
+def _run_cache(run_id: int) -> tuple[_Tariffs, dict[int, dict]]:
+    """Tariffs in force and audit rules, cached for the partitions of one run that this process
+    calculates (a run prices with the catalog as it was when it started)."""
+    key = (run_id, id(source()))
+    if _CACHE["run"] != key:
+        _CACHE.update(run=key, tariffs=_Tariffs(), rules={})
+    return _CACHE["tariffs"], _CACHE["rules"]
+
+
 def audit_rules_for(org: Org, on: date) -> dict:
     """Rule settings in force at `org` on `on`: per code, the nearest org up the tree wins."""
     paths = org.ancestor_paths()
@@ -300,47 +348,42 @@ def audit_rules_for(org: Org, on: date) -> dict:
 
 
 def process_partition(partition_id: int, *, worker: str | None = None) -> RunPartition:
-    """Calculate one partition (idempotent: rerunning replaces its own bills)."""
-    worker = worker or worker_name()
-    with transaction.atomic():
-        p = RunPartition.objects.select_for_update().select_related("run").get(pk=partition_id)
-        if p.state == RunPartition.State.DONE:
-            return p
-        p.state = RunPartition.State.RUNNING
-        p.attempt += 1
-        p.worker = worker[:100]
-        p.started_at = timezone.now()
-        p.error = ""
-        p.save(update_fields=["state", "attempt", "worker", "started_at", "error"])
-        BillingRun.objects.filter(pk=p.run_id, state=BillingRun.State.PLANNED).update(
-            state=BillingRun.State.RUNNING, started_at=timezone.now()
-        )
+    """Calculate one partition in ONE transaction (idempotent: rerunning replaces its own bills;
+    a worker killed half-way leaves nothing, and the partition stays to be done)."""
+    worker = (worker or worker_name())[:100]
     t0 = time.perf_counter()
+    started = timezone.now()
     try:
-        result = _calculate(p)
         with transaction.atomic():
-            locked = RunPartition.objects.select_for_update().get(pk=partition_id)
-            if locked.state == RunPartition.State.DONE:  # another worker finished it meanwhile
-                return locked
-            _write(locked, result)
-            locked.state = RunPartition.State.DONE
-            locked.finished_at = timezone.now()
-            locked.seconds = time.perf_counter() - t0
+            p = RunPartition.objects.select_for_update().select_related("run").get(pk=partition_id)
+            if p.state == RunPartition.State.DONE:  # another worker finished it meanwhile
+                return p
+            result = _calculate(p)
+            _write(p, result)
+            p.state = RunPartition.State.DONE
+            p.attempt += 1
+            p.worker, p.started_at, p.error = worker, started, ""
+            p.finished_at = timezone.now()
+            p.seconds = time.perf_counter() - t0
             for k, v in result.counters.items():
-                setattr(locked, k, v)
-            locked.save()
-        p = locked
+                setattr(p, k, v)
+            p.save()
+            refresh_run(p.run_id)
+        return p
     except Exception as exc:
         log.exception("billing partition %s failed", partition_id)
         with transaction.atomic():
             RunPartition.objects.filter(pk=partition_id).update(
                 state=RunPartition.State.FAILED,
+                attempt=models.F("attempt") + 1,
+                worker=worker,
+                started_at=started,
                 error=f"{type(exc).__name__}: {exc}"[:2000],
                 finished_at=timezone.now(),
             )
-        p.refresh_from_db()
-    refresh_run(p.run_id)
-    return p
+            p = RunPartition.objects.get(pk=partition_id)
+            refresh_run(p.run_id)
+        return p
 
 
 @dataclass
@@ -355,7 +398,7 @@ def _calculate(p: RunPartition) -> _Result:
     run = p.run
     month = run.period
     inp = _load(list(p.point_ids), month)
-    tariffs = _Tariffs()
+    tariffs, rule_cache = _run_cache(run.pk)
     bills: list[calc.BillResult] = []
     aside: list[calc.SetAside] = []
     skipped = 0
@@ -377,7 +420,6 @@ def _calculate(p: RunPartition) -> _Result:
         )
         (aside if isinstance(out, calc.SetAside) else bills).append(out)  # type: ignore[arg-type]
     calc.rate_all(bills)
-    rule_cache: dict[int, dict] = {}
     by_org: dict[int, list[calc.BillResult]] = defaultdict(list)
     for b in bills:
         by_org[b.point.org_id].append(b)
@@ -394,7 +436,7 @@ def _calculate(p: RunPartition) -> _Result:
         "energy_kwh": Decimal(sum(b.energy_e4 for b in bills)).scaleb(-4),
         "amount": Decimal(sum(b.total_fen for b in bills)).scaleb(-2),
     }
-    return _Result(bills, aside, tariffs.used, counters)
+    return _Result(bills, aside, dict(tariffs.used), counters)
 
 
 def _write(p: RunPartition, result: _Result) -> None:
@@ -421,11 +463,11 @@ def _write(p: RunPartition, result: _Result) -> None:
     dumps = writer.dumps
     bill_rows, line_rows, flag_rows = [], [], []
     for i, b in enumerate(result.bills):
-        ref = ids[i] if ids else i
+        ref = ids[i]
         last = b.segments[-1].version
         bill_rows.append(
             (
-                ids[i] if ids else None,
+                ref,
                 rules.bill_number(period_start=run.period_start, point_id=b.point.id),
                 run.pk,
                 p.pk,
@@ -480,7 +522,9 @@ def refresh_run(run_id: int) -> BillingRun:
         run.skipped_issued = agg["skipped"] or 0
         run.energy_kwh = agg["energy"] or 0
         run.amount = agg["amount"] or 0
-        if done == run.partitions_total and run.state in (BillingRun.State.PLANNED, BillingRun.State.RUNNING):
+        if run.state == BillingRun.State.PLANNED:
+            run.state, run.started_at = BillingRun.State.RUNNING, run.started_at or timezone.now()
+        if done == run.partitions_total and run.state == BillingRun.State.RUNNING:
             run.state = BillingRun.State.CALCULATED
             run.finished_at = timezone.now()
         elif done < run.partitions_total and run.state == BillingRun.State.CALCULATED:
@@ -496,7 +540,8 @@ def models_count():
 
 
 def retry_partition(*, partition: RunPartition, actor: User | None, at: datetime) -> RunPartition:
-    """Recalculate one partition (for instance after readings were corrected)."""
+    """Recalculate one partition (for instance after readings, tariffs or audit rules changed)."""
+    _CACHE["run"] = None
     with transaction.atomic():
         RunPartition.objects.filter(pk=partition.pk).update(state=RunPartition.State.PENDING)
         audit.record(
@@ -520,8 +565,7 @@ def approve_bills(*, bill_ids: list[int], actor: User, at: datetime, note: str =
         if bad:
             raise UnableToAuditBill([FieldError("bill_ids", f"not waiting for audit: {', '.join(bad[:10])}")])
         Bill.objects.filter(pk__in=bill_ids).update(state=Bill.State.AUDITED, audited_by=actor, audited_at=at)
-        for b in bills:
-            audit.record(actor=actor, action="bill.approve", target=b, reason=note, at=at)
+        _audit_many(actor, "bill.approve", bills, at, reason=note)
     return len(bills)
 
 
@@ -700,44 +744,120 @@ def payment_term_days(*, org: Org, usage_category: str, on: date) -> int:
     return PAYMENT_TERM_DEFAULT_DAYS.get(usage_category, 15)
 
 
+RELEASE_CHUNK = 250
+
+
 def release_bill(*, bill_id: int, actor: User, at: datetime) -> Bill:
     """audited → issued: fix the due date, post the charge to the ledger, queue the notice."""
+    b = Bill.objects.filter(pk=bill_id).only("state", "number").first()
+    if b is None or b.state != Bill.State.AUDITED:
+        state = b.get_state_display() if b is not None else "missing"
+        raise UnableToReleaseBill(
+            [FieldError("state", f"bill {b.number if b else bill_id} is {state}, not audited")]
+        )
+    if not _release_chunk([bill_id], actor=actor, at=at, terms={}):
+        raise UnableToReleaseBill([FieldError("state", f"bill {b.number} was released meanwhile")])
+    return Bill.objects.get(pk=bill_id)
+
+
+def _release_chunk(bill_ids: list[int], *, actor: User, at: datetime, terms: dict) -> int:
+    """Release the listed bills that are still audited, in ONE transaction: issued state and due
+    dates set-based, one ledger charge per bill (accounts, idempotent on the bill), the audit rows
+    and the bill notices (accounts' outbox: sent after commit)."""
     with transaction.atomic():
-        b = Bill.objects.select_for_update().select_related("point", "org", "account").get(pk=bill_id)
-        if b.state != Bill.State.AUDITED:
-            raise UnableToReleaseBill(
-                [FieldError("state", f"bill {b.number} is {b.get_state_display()}, not audited")]
+        bills = list(
+            Bill.objects.select_for_update(of=("self",))
+            .filter(pk__in=bill_ids, state=Bill.State.AUDITED)
+            .select_related("point", "org", "account", "customer")
+            .order_by("pk")
+        )
+        if not bills:
+            return 0
+        lines: dict[int, list[dict]] = defaultdict(list)
+        for bid, code, amount in (
+            BillLine.objects.filter(bill_id__in=[b.pk for b in bills])
+            .order_by("bill_id", "seq")
+            .values_list("bill_id", "code", "amount")
+        ):
+            lines[bid].append({"code": code, "amount": amount})
+        issued_on = timezone.localdate(at)
+        by_due: dict[date, list[int]] = defaultdict(list)
+        for b in bills:
+            key = (b.org_id, b.point.usage_category)
+            if key not in terms:
+                terms[key] = payment_term_days(org=b.org, usage_category=key[1], on=issued_on)
+            b.due_date = rules.due_date(issued_on=issued_on, payment_term_days=terms[key])
+            b.state, b.issued_by, b.issued_at = Bill.State.ISSUED, actor, at
+            by_due[b.due_date].append(b.pk)
+        for due, ids in by_due.items():
+            Bill.objects.filter(pk__in=ids).update(
+                state=Bill.State.ISSUED, due_date=due, issued_by=actor, issued_at=at
             )
-        days = payment_term_days(org=b.org, usage_category=b.point.usage_category, on=at.date())
-        b.due_date = rules.due_date(issued_on=timezone.localdate(at), payment_term_days=days)
-        b.state = Bill.State.ISSUED
-        b.issued_by, b.issued_at = actor, at
-        b.save(update_fields=["due_date", "state", "issued_by", "issued_at"])
-        lines = [{"code": ln.code, "amount": ln.amount} for ln in b.lines.all()]
-        source().post_charge(bill=b, lines=lines, at=at, actor=actor)
-        audit.record(actor=actor, action="bill.release", target=b, after={"due_date": b.due_date}, at=at)
-        bill_pk = b.pk
-    transaction.on_commit(lambda: _notice(bill_pk, at))
-    return b
+        src = source()
+        for b in bills:
+            src.post_charge(bill=b, lines=lines[b.pk], at=at, actor=actor)
+        _audit_many(actor, "bill.release", bills, at, after=lambda b: {"due_date": b.due_date.isoformat()})
+        for b in bills:
+            _notice(b, at)
+    return len(bills)
 
 
-def _notice(bill_id: int, at: datetime) -> None:
-    b = Bill.objects.select_related("account", "customer", "org").get(pk=bill_id)
+def _notice(bill: Bill, at: datetime) -> None:
+    """The bill notice into accounts' outbox, inside the release (sent after commit); a notice
+    that cannot be queued never undoes a release."""
     try:
-        source().queue_notice(bill=b, at=at)
-    except Exception:  # a notice never undoes a release
-        log.exception("could not queue the notice of bill %s", b.number)
+        with transaction.atomic():
+            source().queue_notice(bill=bill, at=at)
+    except Exception:
+        log.exception("could not queue the notice of bill %s", bill.number)
 
 
-def release_run(*, run: BillingRun, actor: User, at: datetime) -> int:
-    """Release every audited bill of the run (each in its own transaction: a failure stops the
-    loop, what was released stays released and a rerun continues)."""
+def _audit_many(actor: User | None, action: str, bills: list[Bill], at: datetime, *, after=None, reason=""):
+    """One audit row per bill, as `audit.record` writes it, in one insert."""
+    from mmis.org.models import AuditLog
+
+    who = actor if actor is not None and actor.pk else None
+    name = (str(actor) if actor is not None else "system")[:150]
+    AuditLog.objects.bulk_create(
+        [
+            AuditLog(
+                at=at,
+                actor=who,
+                actor_name=name,
+                action=action,
+                target_type=Bill._meta.label_lower,
+                target_id=str(b.pk),
+                target_repr=b.number,
+                org_id=b.org_id,
+                after=after(b) if after else None,
+                reason=reason[:200],
+            )
+            for b in bills
+        ],
+        batch_size=1000,
+    )
+
+
+def release_run(*, run: BillingRun, actor: User, at: datetime, org: Org | None = None) -> int:
+    """Release every audited bill of the run (or only those under `org`), in chunks of
+    RELEASE_CHUNK bills (each chunk one transaction: a failure stops the loop, what was released
+    stays released and a rerun continues)."""
     n = 0
-    for bill_id in Bill.objects.filter(run=run, state=Bill.State.AUDITED).values_list("pk", flat=True):
-        release_bill(bill_id=bill_id, actor=actor, at=at)
-        n += 1
+    terms: dict = {}
+    qs = Bill.objects.filter(run=run, state=Bill.State.AUDITED)
+    if org is not None:
+        qs = qs.filter(org__path__startswith=org.path)
+    ids = list(qs.order_by("pk").values_list("pk", flat=True))
+    for i in range(0, len(ids), RELEASE_CHUNK):
+        n += _release_chunk(ids[i : i + RELEASE_CHUNK], actor=actor, at=at, terms=terms)
     refresh_release_state(run)
-    audit.record(actor=actor, action="billing.run.release", target=run, after={"bills": n}, at=at)
+    audit.record(
+        actor=actor,
+        action="billing.run.release",
+        target=run,
+        after={"bills": n, "org": org.code if org is not None else None},
+        at=at,
+    )
     return n
 
 

@@ -45,7 +45,8 @@ def is_postgres() -> bool:
 
 
 def reserve_bill_ids(n: int) -> list[int]:
-    """n fresh ids for bills (PostgreSQL: from the table's sequence; others: after the max)."""
+    """n fresh ids for bills: from the table's sequence on PostgreSQL; elsewhere (SQLite, inside
+    the partition's write transaction, which holds the database's write lock) after the max."""
     if n == 0:
         return []
     with connection.cursor() as cur:
@@ -55,7 +56,9 @@ def reserve_bill_ids(n: int) -> list[int]:
                 [Bill._meta.db_table, n],
             )
             return [r[0] for r in cur.fetchall()]
-    return []  # SQLite: ids are assigned by bulk_create
+        cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM {Bill._meta.db_table}")
+        first = cur.fetchone()[0] + 1
+    return list(range(first, first + n))
 
 
 def _esc(s: str) -> str:
@@ -89,8 +92,9 @@ def _copy(table: str, columns: Sequence[str], rows_text: Iterable[str]) -> None:
 def write_bills(
     bills: list[tuple], lines: list[tuple], flags: list[tuple], exceptions: list[tuple]
 ) -> list[int]:
-    """Insert rows given as tuples in the column orders above. `bills[i][0]` is a reserved id on
-    PostgreSQL (None elsewhere: then `lines`/`flags` refer to bills by index, resolved here)."""
+    """Insert rows given as tuples in the column orders above; `bills[i][0]` is a reserved id
+    (`reserve_bill_ids`) that `lines` and `flags` refer to. COPY on PostgreSQL, batched
+    parameterised inserts elsewhere (no model instances either way)."""
     if is_postgres():
         _copy(Bill._meta.db_table, BILL_COLUMNS, (_bill_text(b) for b in bills))
         _copy(BillLine._meta.db_table, LINE_COLUMNS, ("\t".join(map(str, r)) + "\n" for r in lines))
@@ -103,25 +107,20 @@ def write_bills(
             ("\t".join(_esc(str(x)) for x in r) + "\n" for r in exceptions),
         )
         return [b[0] for b in bills]
-    objs = []
-    for b in bills:
-        kw = dict(zip(BILL_COLUMNS[1:], b[1:], strict=True))
-        kw["flags"], kw["trace"] = json.loads(kw["flags"]), json.loads(kw["trace"])
-        objs.append(Bill(**kw))
-    created = Bill.objects.bulk_create(objs, batch_size=500)
-    ids = [o.pk for o in created]
-    BillLine.objects.bulk_create(
-        (BillLine(**dict(zip(LINE_COLUMNS, (ids[r[0]], *r[1:]), strict=True))) for r in lines),
-        batch_size=2000,
-    )
-    AuditFlag.objects.bulk_create(
-        (AuditFlag(**dict(zip(FLAG_COLUMNS, (ids[r[0]], *r[1:]), strict=True))) for r in flags),
-        batch_size=2000,
-    )
-    RunException.objects.bulk_create(
-        (RunException(**dict(zip(EXC_COLUMNS, r, strict=True))) for r in exceptions), batch_size=2000
-    )
-    return ids
+    _insert_many(Bill._meta.db_table, BILL_COLUMNS, bills)
+    _insert_many(BillLine._meta.db_table, LINE_COLUMNS, lines)
+    _insert_many(AuditFlag._meta.db_table, FLAG_COLUMNS, flags)
+    _insert_many(RunException._meta.db_table, EXC_COLUMNS, exceptions)
+    return [b[0] for b in bills]
+
+
+def _insert_many(table: str, columns: Sequence[str], rows: list[tuple], batch: int = 5000) -> None:
+    if not rows:
+        return
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+    with connection.cursor() as cur:
+        for i in range(0, len(rows), batch):
+            cur.executemany(sql, rows[i : i + batch])
 
 
 def _bill_text(b: tuple) -> str:

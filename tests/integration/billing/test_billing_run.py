@@ -19,8 +19,10 @@ MARCH = Period.month(2026, 3)
 
 
 @pytest.fixture
-def world(utility):
+def world(utility, monkeypatch):
     from mmis.org import services as org_services
+
+    monkeypatch.setattr(services, "PARTITION_TARGET_POINTS", 1)  # one reading book per partition
 
     fake = FakeSource()
     st = utility.stations[0]

@@ -134,6 +134,7 @@ STEPS: list[Step] = [
     Step("tariffs", build_tariffs),  # needs the admin user (actor of the catalog import)
     Step("customers", build_customers),
     Step("readings", lambda c: __import__("mmis.cli.demo.step_readings", fromlist=["x"]).build_readings(c)),
+    Step("billing", lambda c: __import__("mmis.cli.demo.step_billing", fromlist=["x"]).build_billing(c)),
     Step("accounts", lambda c: __import__("mmis.cli.demo.step_accounts", fromlist=["x"]).build_accounts(c)),
     Step("workflow", lambda c: __import__("mmis.cli.demo.step_workflow", fromlist=["x"]).build_workflow(c)),
 ]
