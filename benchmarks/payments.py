@@ -180,6 +180,40 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None
     raise RuntimeError("gunicorn did not start in time")
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes (Linux /proc; 0 for a process that is gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def _server_pids(master: int) -> tuple[list[int], list[int]]:
+    """gunicorn workers (children of the master) and this database's client backends."""
+    from django.db import connection
+
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
+                    kids.append(int(d.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+        backends = [r[0] for r in cur.fetchall()]
+    return kids, backends
+
+
 def bench_api(
     county, *, requests: int, workers: int, threads: int, clients: int, port: int, max_seconds: float
 ) -> dict:
@@ -293,6 +327,8 @@ def bench_api(
             t.join()
         lat.clear()
         errors[0] = 0
+        workers_pids, pg_pids = _server_pids(proc.pid)
+        cpu0 = (_cpu_seconds(workers_pids), _cpu_seconds(pg_pids))
         # measured: the requests split over the clients (client i takes i, i+clients, …)
         t_start = time.perf_counter()
         deadline[0] = t_start + max_seconds
@@ -302,6 +338,8 @@ def bench_api(
         for t in ts:
             t.join()
         seconds = time.perf_counter() - t_start
+        app_cpu = _cpu_seconds(workers_pids) - cpu0[0]
+        pg_cpu = _cpu_seconds(pg_pids) - cpu0[1]
     finally:
         proc.terminate()
         try:
@@ -317,6 +355,11 @@ def bench_api(
         "p50": statistics.median(lat) if lat else 0.0,
         "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else 0.0,
         "errors": errors[0],
+        # CPU the server side (gunicorn workers + PostgreSQL backends) spent per payment: on a
+        # shared machine this, not the wall-clock rate, says what 2 free cores would sustain
+        "cpu_ms": (app_cpu + pg_cpu) * 1000 / len(lat) if lat else 0.0,
+        "app_cpu_ms": app_cpu * 1000 / len(lat) if lat else 0.0,
+        "pg_cpu_ms": pg_cpu * 1000 / len(lat) if lat else 0.0,
     }
 
 
@@ -358,6 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'API payments/s':<34}{a['per_s']:>16,.0f}")
     print(f"{'API p50 / p99 ms':<34}{a['p50']:>8.1f} / {a['p99']:.1f}")
     print(f"{'API errors':<34}{a['errors']:>16}")
+    print(
+        f"{'server CPU ms / payment':<34}{a['cpu_ms']:>16.1f}"
+        f"  (gunicorn {a['app_cpu_ms']:.1f} + PostgreSQL {a['pg_cpu_ms']:.1f})"
+    )
+    print(f"{'load average (1/5/15 min)':<34}{' '.join(f'{x:.2f}' for x in os.getloadavg()):>16}")
     print(f"{'ledger balanced':<34}{check['balanced']!s:>16}  ({check['entries']:,} entries)")
     print(
         json.dumps(
@@ -372,6 +420,10 @@ def main(argv: list[str] | None = None) -> int:
                 "p99_ms": round(a["p99"], 2),
                 "errors": a["errors"],
                 "ledger_balanced": bool(check["balanced"]),
+                "server_cpu_ms_per_payment": round(a["cpu_ms"], 2),
+                "app_cpu_ms_per_payment": round(a["app_cpu_ms"], 2),
+                "pg_cpu_ms_per_payment": round(a["pg_cpu_ms"], 2),
+                "load_avg_1m": round(os.getloadavg()[0], 2),
             }
         )
     )
