@@ -409,6 +409,16 @@ def audit_all(bills: list[BillResult], histories: dict[int, History], rule_set: 
         b.risk = rules.risk_score(b.flags, b.total_fen)
 
 
+def _num(v: Decimal | None) -> str | None:
+    """A measured quantity as text with at most 4 decimals (readings multiply to 8)."""
+    if v is None:
+        return None
+    try:
+        return fmt4(to_scaled(v))
+    except ValueError:
+        return f"{v.normalize():f}"
+
+
 def _regs(regs: dict[str, Any]) -> dict[str, Any]:
     """Registers as text for the trace (readings give Decimals; a date stays ISO text)."""
     return {k: v if v is None or isinstance(v, str | int | bool) else str(v) for k, v in regs.items()}
@@ -437,11 +447,11 @@ def build_trace(b: BillResult) -> dict[str, Any]:
         "r": {
             "start": _regs(r.start),
             "end": _regs(r.end),
-            "mult": str(r.multiplier if r.multiplier is not None else b.point.multiplier),
-            "kwh": None if r.kwh is None else str(r.kwh),
-            "tou": {p: str(v) for p, v in r.tou_kwh.items()} if r.tou_kwh else None,
-            "kvarh": None if r.kvarh is None else str(r.kvarh),
-            "md": None if r.max_demand_kw is None else str(r.max_demand_kw),
+            "mult": _num(r.multiplier if r.multiplier is not None else b.point.multiplier),
+            "kwh": _num(r.kwh),
+            "tou": {p: _num(v) for p, v in r.tou_kwh.items()} if r.tou_kwh else None,
+            "kvarh": _num(r.kvarh),
+            "md": _num(r.max_demand_kw),
             "est": r.estimated,
         },
         "loss": fmt4(b.loss_e4) if b.loss_e4 else None,

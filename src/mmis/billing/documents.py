@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from decimal import Decimal
 
 from mmis.billing import queries
@@ -44,14 +45,18 @@ def bill_pdf(bill: Bill) -> bytes:
         Paragraph("Electricity bill", sub),
         Spacer(1, 6 * mm),
     ]
+    segs = (bill.trace or {}).get("seg") or [{}]
+    version = segs[-1].get("vl") or f"版本 {bill.tariff_version_id}"
+    last_day = bill.period_end - timedelta(days=1)  # the period is [start, end)
+    small = ParagraphStyle("a", fontName=font, fontSize=9, leading=11)
     head = [
         ["户号 Customer no.", c.customer_no, "账单号 Bill no.", bill.number],
-        ["户名 Name", c.name, "计费期 Period", f"{bill.period_start} 至 {bill.period_end}"],
+        ["户名 Name", Paragraph(c.name, small), "计费期 Period", f"{bill.period_start} 至 {last_day}"],
         ["账户 Account", acc.account_no, "用电类别 Category", p.get_usage_category_display()],
-        ["计量点 Point", p.point_no, "电价 Tariff", f"{bill.tariff_code} (版本 {bill.tariff_version_id})"],
+        ["计量点 Point", p.point_no, "电价 Tariff", f"{bill.tariff_code} ({version})"],
         [
             "用电地址 Address",
-            p.address.full_text if p.address_id else "",
+            Paragraph(p.address.full_text if p.address_id else "", small),
             "状态 State",
             bill.get_state_display(),
         ],

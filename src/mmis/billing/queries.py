@@ -5,11 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from mmis.billing.models import Bill, BillingRun, Correction, RunException
 from mmis.common.errors import NotFound
-from mmis.org.models import User
+from mmis.org.models import Org, User
 from mmis.org.scope import DataScope
 
 READ_ROLES = ("billing_auditor", "manager", "administrator")
@@ -25,7 +25,23 @@ def can_write(user: User) -> bool:
 
 
 def runs(user: User) -> QuerySet[BillingRun]:
-    return DataScope.for_user(user).filter(BillingRun.objects.select_related("org"), "org")
+    """Runs of orgs inside the user's scope, and runs of the orgs above it (a province-wide run
+    covers a county auditor's books; its bills stay filtered by scope)."""
+    scope = DataScope.for_user(user)
+    qs = BillingRun.objects.select_related("org")
+    if scope.everything:
+        return qs
+    q = Q(pk__in=[])
+    for p in scope.prefixes:
+        ancestors = [p[:n] for n in range(Org.steplen, len(p), Org.steplen)]
+        q |= Q(org__path__startswith=p) | Q(org__path__in=ancestors)
+    return qs.filter(q)
+
+
+def action_org(user: User, run: BillingRun) -> Org | None:
+    """None when the user's scope covers the run's org; else the user's own org, to which a
+    bulk approval or release of that run is limited."""
+    return None if DataScope.for_user(user).contains_org(run.org) else user.org
 
 
 def get_run(user: User, pk: int | str) -> BillingRun:
@@ -104,13 +120,24 @@ LINE_LABELS = {
 }
 
 
+COMPONENT_LABELS = {
+    "agency_purchase": "代理购电电费",
+    "line_loss": "上网环节线损费用",
+    "system_operation": "系统运行费用",
+    "td": "输配电费",
+}
+PERIOD_LABELS = {"sharp": "尖峰", "peak": "高峰", "flat": "平段", "valley": "低谷"}
+
+
 def line_label(code: str) -> str:
     if code in LINE_LABELS:
         return LINE_LABELS[code]
     if code.startswith("energy.tier") and code.endswith("_increment"):
         return f"第{code[11:-10]}档加价"
     if code.startswith("component."):
-        return f"{code[10:]}"
+        name, _, period = code[10:].partition(".")
+        label = COMPONENT_LABELS.get(name, name)
+        return f"{label}({PERIOD_LABELS.get(period, period)})" if period else label
     if code.startswith("fund."):
         return f"基金 {code[5:]}"
     return code

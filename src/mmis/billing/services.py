@@ -570,12 +570,20 @@ def approve_bills(*, bill_ids: list[int], actor: User, at: datetime, note: str =
 
 
 def approve_clean(
-    *, run: BillingRun, actor: User, at: datetime, partition: RunPartition | None = None
+    *,
+    run: BillingRun,
+    actor: User,
+    at: datetime,
+    partition: RunPartition | None = None,
+    org: Org | None = None,
 ) -> int:
-    """Bulk approval of every unflagged calculated bill of the run (or one partition)."""
+    """Bulk approval of every unflagged calculated bill of the run (or one partition, or the
+    bills under one org)."""
     qs = Bill.objects.filter(run=run, state=Bill.State.CALCULATED, risk=0)
     if partition is not None:
         qs = qs.filter(partition=partition)
+    if org is not None:
+        qs = qs.filter(org__path__startswith=org.path)
     with transaction.atomic():
         n = qs.update(state=Bill.State.AUDITED, audited_by=actor, audited_at=at)
         audit.record(

@@ -147,10 +147,14 @@ def run_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     now = timezone.now()
     try:
         if action == "approve-clean":
-            n = services.approve_clean(run=run, actor=request.user, at=now)
+            n = services.approve_clean(
+                run=run, actor=request.user, at=now, org=queries.action_org(request.user, run)
+            )
             messages.success(request, f"已批量审核通过 {n} 张无异常账单")
         elif action == "release":
-            n = services.release_run(run=run, actor=request.user, at=now)
+            n = services.release_run(
+                run=run, actor=request.user, at=now, org=queries.action_org(request.user, run)
+            )
             messages.success(request, f"已发行 {n} 张账单")
         elif action == "resume":
             _start_in_background(run)
