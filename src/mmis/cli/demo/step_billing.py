@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 from mmis.cli.demo.context import DemoContext
 
 TZ = ZoneInfo("Asia/Shanghai")
-MONTHS = 4  # the latest billing months run (each ~5,000 bills a second or two at 5,000 customers)
-RELEASE_MONTHS = 1
+MONTHS = 12  # the billing months run (~2 s each at 5,000 customers on SQLite), the latest last
+RELEASE_MONTHS = 2
 
 
 def _next_month(d: date) -> date:
