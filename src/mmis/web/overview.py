@@ -4,7 +4,7 @@ service applications, read from the apps that own them (web sits above all of th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django.urls import NoReverseMatch, reverse
@@ -49,7 +49,10 @@ def _url(name: str, *args) -> str:
         return ""
 
 
-def customer_overview(customer: Customer, *, today: date, bills: int = 6) -> Overview:
+COLLECT_ROLES = ("cashier", "counter_staff", "manager", "administrator")
+
+
+def customer_overview(customer: Customer, *, today: date, can_collect: bool, bills: int = 6) -> Overview:
     out = Overview(start_service_url=_url("services:index"))
     from mmis.accounts import queries as ledger
 
@@ -75,7 +78,7 @@ def customer_overview(customer: Customer, *, today: date, bills: int = 6) -> Ove
             {
                 "number": bill.number,
                 "period_start": bill.period_start,
-                "period_end": bill.period_end,
+                "period_last": bill.period_end - timedelta(days=1),
                 "kwh": bill.energy_kwh,
                 "amount": bill.amount,
                 "state": bill.get_state_display(),

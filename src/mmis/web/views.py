@@ -27,7 +27,7 @@ from mmis.org.models import AuditLog, Org, User
 from mmis.org.scope import DataScope
 from mmis.web.errors import add_errors, translate_message
 from mmis.web.forms import CustomerCreateForm, CustomerEditForm, RevealForm
-from mmis.web.overview import customer_overview
+from mmis.web.overview import COLLECT_ROLES, customer_overview
 
 EDITOR_ROLES = ("counter_staff", "administrator", "manager")
 SEARCH_LIMIT = 50
@@ -139,7 +139,11 @@ def _detail_context(request: HttpRequest, customer: Customer, *, revealed=None, 
         for p in cfile.points
     ]
     return {
-        "overview": customer_overview(customer, today=today) if not as_of else None,
+        "overview": (
+            customer_overview(customer, today=today, can_collect=user.has_role(*COLLECT_ROLES))
+            if not as_of
+            else None
+        ),
         "customer": customer,
         "file": cfile,
         "shown": cfile.customer,

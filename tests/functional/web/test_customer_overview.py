@@ -42,3 +42,15 @@ def test_no_arrears_and_no_bills(login, utility):
         .content.decode()
     )
     assert "无欠费" in html and "暂无账单" in html and "无在途业务" in html
+
+
+def test_pay_button_only_for_roles_that_collect(login, utility):
+    from mmis.org.services import create_user
+
+    customer = utility.customers["a"]
+    reader = create_user(
+        username="rd1", password="Mmis@2026-test", org=utility.counties[0], roles=["meter_reader"]
+    )
+    html = login(reader).get(reverse("web:customer_detail", args=[customer.pk])).content.decode()
+    assert reverse("accounts:pay", args=[customer.accounts.get().pk]) not in html
+    assert reverse("accounts:statement", args=[customer.accounts.get().pk]) in html
