@@ -67,7 +67,7 @@ def customer_overview(customer: Customer, *, today: date, can_collect: bool, bil
                 prepayment=ledger.prepayment(account),
                 arrears=sum((i.open for i in overdue), ZERO),
                 oldest_overdue_days=max((i.days_overdue for i in overdue), default=0),
-                pay_url=_url("accounts:pay", account.pk),
+                pay_url=_url("accounts:pay", account.pk) if can_collect else "",
                 statement_url=_url("accounts:statement", account.pk),
             )
         )
