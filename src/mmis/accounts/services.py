@@ -2,8 +2,8 @@
 locks the customer account row (select_for_update) so that two postings on one account never
 interleave, writes balanced append-only entries and an audit record.
 
-Public API used by other apps: `post_charge`, `post_adjustment`, `take_payment`,
-`request_approval` / `decide_approval` (reversal, refund, instalment, deferral, write-off),
+Public API used by other apps: `post_charge`, `post_charges` (many at once), `post_adjustment`,
+`take_payment`, `request_approval` / `decide_approval` (reversal, refund, instalment, deferral, write-off),
 `reverse_payment`, `transfer_prepayment`, `open_session` / `close_session` / `lock_day`.
 """
 
@@ -13,6 +13,7 @@ import secrets
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -42,7 +43,7 @@ from mmis.accounts.models import (
 )
 from mmis.common.errors import FieldError, InvalidInput
 from mmis.common.money import ZERO, money_str
-from mmis.customers.models import Account, Customer, UsageCategory
+from mmis.customers.models import Account, Customer, MeteringPoint, UsageCategory
 from mmis.org import audit
 from mmis.org.models import Org, User
 
@@ -476,6 +477,201 @@ def post_charge(
             raise
         return existing
     return entry
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeItem:
+    """One charge for `post_charges`: the same arguments as `post_charge` takes for one."""
+
+    account: Account | int
+    amount: Decimal
+    source_type: str
+    source_id: int
+    document_no: str
+    due_date: date
+    lines: list[dict] | None = None
+    kind: str = EntryKind.CHARGE
+    memo: str = ""
+
+
+def _check_charge(
+    item: ChargeItem, prefix: str
+) -> tuple[Decimal, list[tuple[str, str, Decimal]], list[FieldError]]:
+    """post_charge's validation of one item (paths under `prefix`)."""
+    errors: list[FieldError] = []
+    amount = item.amount
+    try:
+        amount = parse_amount(item.amount, f"{prefix}amount")
+    except InvalidInput as exc:
+        errors += exc.errors
+    if not item.source_type:
+        errors.append(FieldError(f"{prefix}source_type", "is required"))
+    if item.source_id is None:
+        errors.append(FieldError(f"{prefix}source_id", "is required"))
+    if not item.document_no:
+        errors.append(FieldError(f"{prefix}document_no", "is required"))
+    if item.due_date is None:
+        errors.append(FieldError(f"{prefix}due_date", "is required"))
+    if item.kind not in (EntryKind.CHARGE, EntryKind.ADJUSTMENT_DEBIT):
+        errors.append(FieldError(f"{prefix}kind", "a charge is a charge or a debit adjustment"))
+    parsed: list[tuple[str, str, Decimal]] = []
+    for i, ln in enumerate(item.lines or []):
+        try:
+            parsed.append(
+                (
+                    str(ln.get("code") or "principal")[:40],
+                    str(ln.get("category") or "")[:30],
+                    parse_amount(ln.get("amount"), f"{prefix}lines[{i}].amount", allow_zero=True),
+                )
+            )
+        except InvalidInput as exc:
+            errors += exc.errors
+    if not errors and parsed and sum(a for _c, _k, a in parsed) != amount:
+        errors.append(FieldError(f"{prefix}lines", "the lines do not add up to the amount"))
+    return amount, parsed, errors
+
+
+def _late_fee_classes(account_ids: list[int]) -> dict[int, str]:
+    """`late_fee_class` of many accounts in two queries."""
+    cats: dict[int, set[str]] = defaultdict(set)
+    for acc_id, cat in (
+        MeteringPoint.objects.filter(account_id__in=account_ids)
+        .values_list("account_id", "usage_category")
+        .distinct()
+    ):
+        cats[acc_id].add(cat)
+    out = {
+        a: ("residential" if c == {UsageCategory.RESIDENTIAL} else "non_residential") for a, c in cats.items()
+    }
+    missing = [a for a in account_ids if a not in out]
+    if missing:
+        for acc_id, kind in Account.objects.filter(pk__in=missing).values_list("pk", "customer__kind"):
+            out[acc_id] = "residential" if kind == Customer.Kind.INDIVIDUAL else "non_residential"
+    return out
+
+
+def _accounts_with_open_credit(account_ids: list[int]) -> set[int]:
+    """Accounts among these holding an unallocated credit (prepayment), in one query."""
+    rows = (
+        LedgerEntry.objects.filter(account_id__in=account_ids, amount__lt=0)
+        .annotate(used=Sum("allocations_out__amount"))
+        .values_list("account_id", "amount", "used")
+    )
+    return {acc_id for acc_id, amt, used in rows if -amt - (used or ZERO) > 0}
+
+
+def post_charges(*, items: list[ChargeItem], at: datetime, actor: User | None) -> int:
+    """Post many charges in ONE transaction, set-based; the ledger ends exactly as after one
+    `post_charge` per item (same entries, lines, charge lines, late-fee class). Idempotent on
+    (source_type, source_id): sources already posted (or repeated in `items`) are skipped.
+    Accounts holding prepayment take the per-entry path so their credits are applied to each new
+    charge as `post_charge` does. One audit record for the batch. Returns how many were posted."""
+    errors: list[FieldError] = []
+    checked = []
+    for i, item in enumerate(items):
+        amount, parsed, errs = _check_charge(item, f"items[{i}].")
+        errors += errs
+        checked.append((item, amount, parsed))
+    if errors:
+        raise UnableToPost(errors)
+    if not checked:
+        return 0
+    account_ids = sorted(
+        {it.account.pk if isinstance(it.account, Account) else it.account for it, _a, _p in checked}
+    )
+    who = actor if actor is not None and actor.pk else None
+    with transaction.atomic():
+        locked = {
+            a.pk: a
+            for a in Account.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("org")
+            .filter(pk__in=account_ids)
+            .order_by("pk")  # always in id order: no deadlock with another batch
+        }
+        unknown = [
+            FieldError(f"items[{i}].account", "no such account")
+            for i, (it, _a, _p) in enumerate(checked)
+            if (it.account.pk if isinstance(it.account, Account) else it.account) not in locked
+        ]
+        if unknown:
+            raise UnableToPost(unknown)
+        q = Q()
+        for st, ids in _group_sources(it for it, _a, _p in checked).items():
+            q |= Q(source_type=st, source_id__in=ids)
+        seen = set(LedgerEntry.objects.filter(q).values_list("source_type", "source_id"))
+        todo = []
+        for it, amount, parsed in checked:
+            key = (it.source_type, it.source_id)
+            if key in seen:
+                continue
+            seen.add(key)
+            todo.append((it, amount, parsed))
+        if not todo:
+            return 0
+        todo_accounts = sorted(
+            {it.account.pk if isinstance(it.account, Account) else it.account for it, _a, _p in todo}
+        )
+        classes = _late_fee_classes(todo_accounts)
+        with_credit = _accounts_with_open_credit(todo_accounts)
+        business_date = local_date(at)
+        bulk, single = [], []
+        for it, amount, parsed in todo:
+            acc = locked[it.account.pk if isinstance(it.account, Account) else it.account]
+            entry = LedgerEntry(
+                org_id=acc.org_id,
+                account=acc,
+                kind=it.kind,
+                document_no=it.document_no,
+                amount=amount,
+                due_date=it.due_date,
+                business_date=business_date,
+                posted_at=at,
+                source_type=it.source_type,
+                source_id=it.source_id,
+                late_fee_class=classes[acc.pk],
+                actor=who,
+                memo=it.memo[:200],
+            )
+            (single if acc.pk in with_credit else bulk).append((entry, parsed))
+        LedgerEntry.objects.bulk_create([e for e, _p in bulk], batch_size=1000)
+        for entry, _p in single:  # few: prepayment applied to each new charge in turn
+            entry.save()
+            _apply_open_credits(account=entry.account, at=at, by_entry=entry)
+        pairs = bulk + single
+        LedgerLine.objects.bulk_create(
+            [
+                ln
+                for e, _p in pairs
+                for ln in (
+                    LedgerLine(entry=e, account=e.account, gl=GL.RECEIVABLE, amount=e.amount),
+                    LedgerLine(entry=e, account=None, gl=GL.REVENUE, amount=-e.amount),
+                )
+            ],
+            batch_size=1000,
+        )
+        ChargeLine.objects.bulk_create(
+            [ChargeLine(entry=e, code=c, category=k, amount=a) for e, parsed in pairs for c, k, a in parsed],
+            batch_size=1000,
+        )
+        total = sum((e.amount for e, _p in pairs), ZERO)
+        orgs = {e.org_id for e, _p in pairs}
+        audit.record(
+            actor=actor,
+            action="ledger.charges",
+            target_type=LedgerEntry._meta.label_lower,
+            target_id=str(min(e.pk for e, _p in pairs)),
+            org=locked[pairs[0][0].account_id].org if len(orgs) == 1 else None,
+            after={"count": len(pairs), "total": total, "prepayment_applied": len(single)},
+            at=at,
+        )
+    return len(pairs)
+
+
+def _group_sources(items: Any) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = defaultdict(list)
+    for it in items:
+        out[it.source_type].append(it.source_id)
+    return out
 
 
 def post_adjustment(
