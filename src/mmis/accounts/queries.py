@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.db.models import DecimalField, F, OuterRef, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Round
 
 from mmis.accounts import rules
 from mmis.accounts.models import (
@@ -21,7 +21,7 @@ from mmis.accounts.models import (
     Payment,
 )
 from mmis.common.errors import NotFound
-from mmis.common.money import ZERO
+from mmis.common.money import ZERO, round_fen
 from mmis.customers.models import Account
 from mmis.org.models import User
 from mmis.org.scope import DataScope
@@ -267,30 +267,34 @@ def get_payment(user: User, pk: int | str) -> Payment:
 def ledger_check() -> dict[str, int | bool | str]:
     """Every entry balanced (its lines sum to zero and its receivable line equals its amount),
     no allocation over-settles a debit or over-uses a credit, and balances equal the lines."""
-    unbalanced = LedgerLine.objects.values("entry_id").annotate(t=Sum("amount")).exclude(t=0).count()
+    unbalanced = (
+        LedgerLine.objects.values("entry_id").annotate(t=Round(Sum("amount"), 2)).exclude(t=0).count()
+    )
     recv = (
         LedgerLine.objects.filter(gl="receivable")
         .values("entry_id")
-        .annotate(t=Sum("amount"))
+        .annotate(t=Round(Sum("amount"), 2))
         .filter(t=F("entry__amount"))
         .count()
     )
     entries = LedgerEntry.objects.count()
     over_debit = (
         Allocation.objects.values("debit_id")
-        .annotate(t=Sum("amount"))
+        .annotate(t=Round(Sum("amount"), 2))
         .filter(t__gt=F("debit__amount"))
         .count()
     )
     over_credit = (
         Allocation.objects.values("credit_id")
-        .annotate(t=Sum("amount"))
+        .annotate(t=Round(Sum("amount"), 2))
         .filter(t__gt=-F("credit__amount"))
         .count()
     )
-    negative = Allocation.objects.values("debit_id").annotate(t=Sum("amount")).filter(t__lt=0).count()
-    total_entries = LedgerEntry.objects.aggregate(t=Sum("amount"))["t"] or ZERO
-    total_recv = LedgerLine.objects.filter(gl="receivable").aggregate(t=Sum("amount"))["t"] or ZERO
+    negative = (
+        Allocation.objects.values("debit_id").annotate(t=Round(Sum("amount"), 2)).filter(t__lt=0).count()
+    )
+    total_entries = round_fen(LedgerEntry.objects.aggregate(t=Sum("amount"))["t"] or ZERO)
+    total_recv = round_fen(LedgerLine.objects.filter(gl="receivable").aggregate(t=Sum("amount"))["t"] or ZERO)
     ok = (
         unbalanced == 0
         and recv == entries
