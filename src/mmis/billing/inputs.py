@@ -106,28 +106,10 @@ class Source:
         mod = _module("mmis.accounts.services")
         if mod is None or not hasattr(mod, "post_charge"):
             raise LedgerMissing("accounts.services.post_charge is not available")
-        if bill.amount <= 0:
+        fields = charge_fields(bill=bill, lines=lines)
+        if fields is None:
             return None  # nothing is owed on a zero bill
-        category = bill.point.usage_category
-        groups: dict[str, Decimal] = {}
-        for ln in lines:
-            key = "fund" if ln["code"].startswith("fund.") else "electricity"
-            groups[key] = groups.get(key, Decimal("0.00")) + ln["amount"]
-        charge_lines = [{"code": k, "category": category, "amount": v} for k, v in groups.items() if v > 0]
-        if sum((x["amount"] for x in charge_lines), Decimal(0)) != bill.amount:
-            charge_lines = []
-        return mod.post_charge(
-            account=bill.account,
-            amount=bill.amount,
-            source_type="billing.bill",
-            source_id=bill.pk,
-            document_no=bill.number,
-            due_date=bill.due_date,
-            at=at,
-            actor=actor,
-            lines=charge_lines or None,
-            memo=f"{bill.period_start:%Y-%m} 电费",
-        )
+        return mod.post_charge(**fields, at=at, actor=actor)
 
     def post_adjustment(self, *, correction: Any, at: Any, actor: Any) -> Any:
         """A correction document against the bill's ledger entry (accounts.services.post_adjustment)."""
@@ -333,3 +315,29 @@ def use(src: Source) -> Iterator[Source]:
         yield src
     finally:
         _source = old
+
+
+def charge_fields(*, bill: Any, lines: list[dict]) -> dict | None:
+    """A released bill as the fields of one ledger charge (accounts.services.post_charge or a
+    ChargeItem of post_charges): electricity and funds by the point's usage category; None for a
+    bill that owes nothing."""
+    if bill.amount <= 0:
+        return None
+    category = bill.point.usage_category
+    groups: dict[str, Decimal] = {}
+    for ln in lines:
+        key = "fund" if ln["code"].startswith("fund.") else "electricity"
+        groups[key] = groups.get(key, Decimal("0.00")) + ln["amount"]
+    charge_lines = [{"code": k, "category": category, "amount": v} for k, v in groups.items() if v > 0]
+    if sum((x["amount"] for x in charge_lines), Decimal(0)) != bill.amount:
+        charge_lines = []
+    return {
+        "account": bill.account,
+        "amount": bill.amount,
+        "source_type": "billing.bill",
+        "source_id": bill.pk,
+        "document_no": bill.number,
+        "due_date": bill.due_date,
+        "lines": charge_lines or None,
+        "memo": f"{bill.period_start:%Y-%m} 电费",
+    }

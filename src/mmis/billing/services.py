@@ -816,34 +816,12 @@ def _release_chunk(bill_ids: list[int], *, actor: User, at: datetime, terms: dic
 
 def _post_charges(bills: list[Bill], lines: dict[int, list[dict]], *, at: datetime, actor: User) -> int:
     """The released bills as receivables in one set-based posting (accounts.services.post_charges,
-    idempotent on each bill), shaped as `Source.post_charge` shapes one: zero bills owe nothing,
-    charge lines are electricity and funds by the point's usage category."""
+    idempotent on each bill), each shaped by `inputs.charge_fields` like the per-bill path."""
     from mmis.accounts.services import ChargeItem, post_charges
+    from mmis.billing.inputs import charge_fields
 
-    items = []
-    for b in bills:
-        if b.amount <= 0:
-            continue
-        category = b.point.usage_category
-        groups: dict[str, Decimal] = {}
-        for ln in lines[b.pk]:
-            key = "fund" if ln["code"].startswith("fund.") else "electricity"
-            groups[key] = groups.get(key, Decimal("0.00")) + ln["amount"]
-        charge_lines = [{"code": k, "category": category, "amount": v} for k, v in groups.items() if v > 0]
-        if sum((x["amount"] for x in charge_lines), Decimal(0)) != b.amount:
-            charge_lines = []
-        items.append(
-            ChargeItem(
-                account=b.account,
-                amount=b.amount,
-                source_type="billing.bill",
-                source_id=b.pk,
-                document_no=b.number,
-                due_date=b.due_date,
-                lines=charge_lines or None,
-                memo=f"{b.period_start:%Y-%m} 电费",
-            )
-        )
+    fields = (charge_fields(bill=b, lines=lines[b.pk]) for b in bills)
+    items = [ChargeItem(**f) for f in fields if f is not None]
     return post_charges(items=items, at=at, actor=actor) if items else 0
 
 
