@@ -2,15 +2,19 @@
 runs after commit (`transaction.on_commit`), so a rolled-back transaction sends nothing.
 
 Sender by `settings.NOTICE_SENDER`: "file" writes one JSON file per notice to VAR_DIR/outbox/,
-"console" logs it. Billing reuses `queue_notice` for bill notices.
+"console" logs it. Billing reuses `queue_notice` (one bill) and `queue_notices` (a release, in bulk)
+for bill notices.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -90,6 +94,89 @@ def queue_notice(
         return Notice.objects.get(dedupe_key=dedupe_key)
     transaction.on_commit(lambda: dispatch(notice.pk))
     return notice
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeItem:
+    """One notice of a bulk enqueue (`queue_notices`), the arguments of `queue_notice`."""
+
+    channel: str
+    recipient: str
+    template: str
+    payload: dict
+    org: Any = None
+    account: Any = None
+    dedupe_key: str | None = None
+
+
+def queue_notices(*, items: Sequence[NoticeItem], at: datetime, batch_size: int = 1000) -> int:
+    """Queue many notices set-based (one lookup of the dedupe keys already queued, then bulk
+    inserts): the same outbox rows as one `queue_notice` per item, sent after the surrounding
+    transaction commits. Every item is validated first (nothing is queued if one is invalid);
+    an item whose `dedupe_key` is already queued (or repeated in `items`) is skipped. Returns the
+    number of notices queued."""
+    errors = []
+    for i, it in enumerate(items):
+        if it.channel not in Notice.ChannelKind.values:
+            errors.append(FieldError(f"items[{i}].channel", f"unknown channel {it.channel!r}"))
+        if not it.recipient:
+            errors.append(FieldError(f"items[{i}].recipient", "is required"))
+        if not it.template:
+            errors.append(FieldError(f"items[{i}].template", "is required"))
+    if errors:
+        raise InvalidInput(errors)
+    keys = [it.dedupe_key for it in items if it.dedupe_key]
+    taken: set[str] = set()
+    for i in range(0, len(keys), batch_size):
+        taken.update(
+            Notice.objects.filter(dedupe_key__in=keys[i : i + batch_size]).values_list(
+                "dedupe_key", flat=True
+            )
+        )
+    rows = []
+    for it in items:
+        if it.dedupe_key:
+            if it.dedupe_key in taken:
+                continue
+            taken.add(it.dedupe_key)
+        rows.append(
+            Notice(
+                org=it.org,
+                account=it.account,
+                channel=it.channel,
+                recipient=it.recipient[:200],
+                template=it.template,
+                payload=it.payload,
+                created_at=at,
+                dedupe_key=it.dedupe_key or None,
+            )
+        )
+    if not rows:
+        return 0
+    try:
+        with transaction.atomic():
+            created = Notice.objects.bulk_create(rows, batch_size=batch_size)
+    except IntegrityError:  # a key queued meanwhile by another transaction: one by one
+        for it in items:
+            queue_notice(
+                channel=it.channel,
+                recipient=it.recipient,
+                template=it.template,
+                payload=it.payload,
+                at=at,
+                org=it.org,
+                account=it.account,
+                dedupe_key=it.dedupe_key,
+            )
+        return len(rows)
+    ids = [n.pk for n in created]  # PostgreSQL and SQLite ≥ 3.35 return the ids of a bulk insert
+    transaction.on_commit(lambda: _dispatch_many(ids))
+    return len(rows)
+
+
+def _dispatch_many(ids: list[int]) -> None:
+    for pk in ids:
+        dispatch(pk)
 
 
 def _send_file(notice: Notice, text: str) -> None:
