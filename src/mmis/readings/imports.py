@@ -68,6 +68,7 @@ COPY_COLUMNS = (
     "photo",
     "entered_by_id",
     "entered_at",
+    "multiplier",
 )
 
 
@@ -271,6 +272,7 @@ def import_readings(
                 "",
                 entered_by,
                 at_text,
+                p[2],
             )
         )
         if progress is not None and n % 100_000 == 0:
@@ -315,15 +317,17 @@ def _chunks(items: Sequence, size: int = 20000) -> Iterator[Sequence]:
         yield items[i : i + size]
 
 
-def _points(actor: User, point_nos: Iterable[str]) -> dict[str, tuple[int, int]]:
-    """point_no → (id, org id) of the points inside the actor's scope."""
+def _points(actor: User, point_nos: Iterable[str]) -> dict[str, tuple[int, int, str]]:
+    """point_no → (id, org id, multiplier as text) of the points inside the actor's scope."""
     qs = DataScope.for_user(actor).filter(MeteringPoint.objects.all())
     out = {}
     for chunk in _chunks(sorted(point_nos)):
         out.update(
             {
-                no: (pk, org)
-                for no, pk, org in qs.filter(point_no__in=chunk).values_list("point_no", "pk", "org_id")
+                no: (pk, org, str(mult))
+                for no, pk, org, mult in qs.filter(point_no__in=chunk).values_list(
+                    "point_no", "pk", "org_id", "multiplier"
+                )
             }
         )
     return out

@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from mmis.assets.models import Meter
 from mmis.customers.models import MeteringPoint
 from mmis.org.models import Org
+from mmis.workflow.models import ProcessInstance
 
 REGISTERS = ("total", "sharp", "peak", "flat", "valley")
 TOU_REGISTERS = ("sharp", "peak", "flat", "valley")
@@ -47,6 +48,15 @@ class ReadingBook(models.Model):
     )
     method = models.CharField(
         _("抄表方式"), max_length=12, choices=ReadingMethod.choices, default=ReadingMethod.MANUAL
+    )
+    # owner of the book's reading exceptions (抄表审核); blank: the org's default auditor
+    auditor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="audited_books",
+        verbose_name=_("审核员"),
     )
     active = models.BooleanField(_("有效"), default=True)
 
@@ -151,6 +161,8 @@ class MeterReading(models.Model):
     max_demand = models.DecimalField(
         _("最大需量示数"), max_digits=12, decimal_places=4, null=True, blank=True
     )
+    # 综合倍率 in force when the reading was taken (blank on readings stored before it was kept)
+    multiplier = models.DecimalField(_("综合倍率"), max_digits=12, decimal_places=4, null=True, blank=True)
     source = models.CharField(_("来源"), max_length=10, choices=Source.choices)
     status = models.CharField(
         _("状态"), max_length=20, choices=Status.choices, default=Status.PENDING_VALIDATION, db_index=True
@@ -334,6 +346,8 @@ class ReadingException(models.Model):
         TOU_IMBALANCE = "tou_imbalance", _("示值不平")
         DEMAND_OVER = "demand_over", _("需量超容")
         NO_ACCESS = "no_access", _("无法抄表")
+        FILE_CHANGE = "file_change", _("档案变更未闭环")
+        SITE_CHECK = "site_check", _("现场核查结论")
 
     class State(models.TextChoices):
         OPEN = "open", _("待处理")
@@ -367,12 +381,31 @@ class ReadingException(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_note = models.CharField(_("处理说明"), max_length=300, blank=True, default="")
     created_at = models.DateTimeField()
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("责任人"),
+    )
+    due_on = models.DateField(_("处理时限"), null=True, blank=True)
+    # the site-check work order opened by the "site_check" decision, and what the inspector found
+    work_order = models.ForeignKey(
+        ProcessInstance,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("核查工单"),
+    )
+    check_result = models.CharField(_("核查结论"), max_length=16, blank=True, default="")
 
     class Meta:
         verbose_name = _("抄表异常")
         verbose_name_plural = _("抄表异常")
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["state", "org"])]
+        indexes = [models.Index(fields=["state", "org"]), models.Index(fields=["owner", "state"])]
 
     def __str__(self) -> str:
         return f"{self.rule} {self.metering_point_id} {self.reading_date}"
@@ -395,6 +428,18 @@ class ValidationSettings(models.Model):
     missing_grace_days = models.PositiveSmallIntegerField(_("漏抄宽限天数"), null=True, blank=True)
     demand_capacity_factor = models.DecimalField(
         _("需量超容系数"), max_digits=6, decimal_places=2, null=True, blank=True
+    )
+    # comma-separated usage categories billed against the same month last year (季节性用户);
+    # NULL inherits, "" means none
+    seasonal_categories = models.CharField(_("季节性用电类别"), max_length=100, null=True, blank=True)
+    exception_days = models.PositiveSmallIntegerField(_("异常处理时限(工作日)"), null=True, blank=True)
+    auditor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("默认审核员"),
     )
     updated_at = models.DateTimeField(null=True, blank=True)
 
@@ -421,3 +466,53 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.received_at} {self.topic}: {self.reason}"
+
+
+class MeterChange(models.Model):
+    """换表 / 倍率变更: the metering point's meter and/or multiplier changed on `changed_on`, with the
+    old meter's final and the new meter's initial registers read at the change (from the field work
+    order). Billing splits the period at it (DOMAIN.md §2.1); VEE holds readings whose period holds
+    a change without a closed work order (§2.3, file change)."""
+
+    org = models.ForeignKey(Org, on_delete=models.PROTECT)
+    metering_point = models.ForeignKey(
+        MeteringPoint, on_delete=models.PROTECT, related_name="+", verbose_name=_("计量点"), db_index=False
+    )
+    changed_on = models.DateField(_("变更日期"))
+    old_meter = models.ForeignKey(
+        Meter, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("原表")
+    )
+    new_meter = models.ForeignKey(
+        Meter, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("新表")
+    )
+    old_multiplier = models.DecimalField(_("原综合倍率"), max_digits=12, decimal_places=4)
+    new_multiplier = models.DecimalField(_("新综合倍率"), max_digits=12, decimal_places=4)
+    # registers as decimal text, e.g. {"total": "1234.56", "peak": "400.10"}; {} = not read
+    old_final = models.JSONField(_("拆表示数"), default=dict, blank=True)
+    new_initial = models.JSONField(_("装表示数"), default=dict, blank=True)
+    work_order = models.ForeignKey(
+        ProcessInstance,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("工单"),
+    )
+    note = models.CharField(_("说明"), max_length=200, blank=True, default="")
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    recorded_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("计量装置变更")
+        verbose_name_plural = _("计量装置变更")
+        ordering = ["metering_point", "changed_on", "id"]
+        indexes = [models.Index(fields=["metering_point", "changed_on"])]
+
+    def __str__(self) -> str:
+        return f"{self.metering_point_id} {self.changed_on} {self.old_meter_id}→{self.new_meter_id}"
+
+    @property
+    def meter_replaced(self) -> bool:
+        return self.old_meter_id != self.new_meter_id

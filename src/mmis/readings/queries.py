@@ -24,6 +24,7 @@ from mmis.readings.models import (
     TOU_REGISTERS,
     BookMembership,
     DailyFrozenReading,
+    MeterChange,
     MeterReading,
     ReadingBook,
     ReadingException,
@@ -31,9 +32,86 @@ from mmis.readings.models import (
     RemoteCommand,
     Terminal,
 )
+from mmis.workflow.models import ProcessInstance
 
 READING_FIELDS = ("total", "sharp", "peak", "flat", "valley", "reactive")
 LOOKBACK_DAYS = 100
+
+
+def _dec_regs(d: dict | None) -> dict[str, Decimal | None] | None:
+    if not d:
+        return None
+    return {n: (Decimal(str(d[n])) if d.get(n) not in (None, "") else None) for n in READING_FIELDS}
+
+
+def metering_changes(point_ids: Iterable[int]) -> dict[int, list[rules.MeteringChange]]:
+    """The recorded meter/multiplier changes (MeterChange) of the points, oldest first, as the
+    rules see them: registers as Decimals (a multiplier change read on no register takes the
+    day's frozen registers when the terminal sent them), the new meter's digit count and whether
+    the work order is archived. One query when there are none (the usual case)."""
+    ids = list(point_ids)
+    rows = list(
+        MeterChange.objects.filter(metering_point_id__in=ids)
+        .select_related("work_order")
+        .order_by("metering_point_id", "changed_on", "pk")
+    )
+    if not rows:
+        return {}
+    digits = dict(
+        Meter.objects.filter(pk__in={r.new_meter_id for r in rows if r.new_meter_id}).values_list(
+            "pk", "register_digits"
+        )
+    )
+    unread = [r for r in rows if not r.old_final and not r.meter_replaced]
+    frozen: dict[tuple[int, date], dict] = {}
+    if unread:
+        for f in DailyFrozenReading.objects.filter(
+            metering_point_id__in={r.metering_point_id for r in unread},
+            day__in={r.changed_on for r in unread},
+        ).values("metering_point_id", "day", *READING_FIELDS):
+            frozen[(f["metering_point_id"], f["day"])] = f
+    out: dict[int, list[rules.MeteringChange]] = defaultdict(list)
+    for r in rows:
+        old_final, new_initial = _dec_regs(r.old_final), _dec_regs(r.new_initial)
+        if old_final is None and not r.meter_replaced:
+            f = frozen.get((r.metering_point_id, r.changed_on))
+            if f is not None:
+                old_final = new_initial = _regs(f)
+        wo = r.work_order
+        out[r.metering_point_id].append(
+            rules.MeteringChange(
+                day=r.changed_on,
+                old_meter=r.old_meter_id,
+                new_meter=r.new_meter_id,
+                old_multiplier=r.old_multiplier,
+                new_multiplier=r.new_multiplier,
+                new_register_digits=digits.get(r.new_meter_id),
+                old_final=old_final,
+                new_initial=new_initial if new_initial is not None or r.meter_replaced else old_final,
+                work_order=wo.number if wo is not None else "",
+                closed=wo is not None and wo.state == ProcessInstance.State.COMPLETED,
+            )
+        )
+    return dict(out)
+
+
+@dataclass(frozen=True, slots=True)
+class BillingSegment:
+    """A part of a period with one meter and one multiplier: [start_date, end_date), its kWh
+    (total; `kwh_by_rate` and `kvarh` when the registers have them) and how it was measured:
+    `registers` (from `start` to `end` registers) or `pro_rata_days` (a share of the registers'
+    delta by days: a multiplier change with no reading at the change)."""
+
+    start_date: date | None
+    end_date: date | None
+    meter_id: int | None
+    multiplier: Decimal
+    kwh: Decimal
+    basis: str
+    start: dict[str, Decimal | None] | None = None
+    end: dict[str, Decimal | None] | None = None
+    kwh_by_rate: dict[str, Decimal] | None = None
+    kvarh: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +122,16 @@ class BillingReading:
     reading is the billable reading before it (so a period runs from one reading date to the next,
     DOMAIN.md §2.2). `reason` says why a point is not billable: `missing` (no reading in the
     period), `exception` / `pending_validation` (its reading is held by VEE), `no_start_reading`
-    (first reading of the point), `meter_changed` (start and end are on different meters: bill
-    the replacement from the work order), `invalid_energy` (registers that give no energy).
+    (first reading of the point), `meter_changed` (start and end are on different meters and the
+    replacement's final/initial readings were not recorded), `invalid_energy` (registers that give
+    no energy).
+
+    A period with a recorded meter replacement or multiplier change (MeterChange) is billable: its
+    energy is the sum over `segments` (DOMAIN.md §2.1: (old final − start) × old multiplier + (end −
+    new initial) × new multiplier; a multiplier change splits at the registers read at the change,
+    else at the day's frozen registers, else pro rata by days). `multiplier` is the one in force at
+    the end reading; `meter_changed` / `multiplier_changed` say that the period holds a change
+    (billing audits such bills, §4); `segments` is empty when nothing changed.
     """
 
     point_id: int
@@ -67,6 +153,9 @@ class BillingReading:
     reading_id: int | None = None
     start_reading_id: int | None = None
     tou: bool = False
+    meter_changed: bool = False
+    multiplier_changed: bool = False
+    segments: tuple[BillingSegment, ...] = ()
 
     @property
     def days(self) -> int | None:
@@ -87,14 +176,16 @@ _ROW_FIELDS = (
     "status",
     "source",
     "max_demand",
+    "multiplier",
     *READING_FIELDS,
 )
 
 
 def billing_inputs(*, point_ids: Iterable[int], period: Period) -> dict[int, BillingReading]:
-    """Start/end registers, multiplier and billed energy of every point for `period`, in four
+    """Start/end registers, multiplier and billed energy of every point for `period`, in five
     queries whatever the number of points (points, readings of the period and the lookback
-    window, meters, and the older start readings of the few points that need them)."""
+    window, meters, metering changes, and the older start readings of the few points that need
+    them)."""
     ids = sorted(set(point_ids))
     if not ids:
         return {}
@@ -139,8 +230,11 @@ def billing_inputs(*, point_ids: Iterable[int], period: Period) -> dict[int, Bil
             .values(*_ROW_FIELDS)
         ):
             starts[r["metering_point_id"]] = r  # ascending: the last one wins
-    meter_ids = {r["meter_id"] for r in ends.values() if r["meter_id"]}
+    meter_ids = {r["meter_id"] for r in ends.values() if r["meter_id"]} | {
+        r["meter_id"] for r in starts.values() if r["meter_id"]
+    }
     digits = dict(Meter.objects.filter(pk__in=meter_ids).values_list("pk", "register_digits"))
+    changes = metering_changes(ends) if ends else {}
     out: dict[int, BillingReading] = {}
     for pid in ids:
         p = points.get(pid)
@@ -163,62 +257,132 @@ def billing_inputs(*, point_ids: Iterable[int], period: Period) -> dict[int, Bil
                     f"reading of {h['reading_date']} is {h['status']}",
                     end_date=h["reading_date"],
                     end=_regs(h),
-                    multiplier=mult,
+                    multiplier=h["multiplier"] or mult,
                     reading_id=h["pk"],
                     tou=tou,
                 )
             continue
-        start = starts.get(pid)
-        common = {
-            "end_date": end["reading_date"],
-            "end": _regs(end),
-            "multiplier": mult,
-            "register_digits": digits.get(end["meter_id"]),
-            "reading_id": end["pk"],
-            "estimated": end["source"] == MeterReading.Source.ESTIMATE,
-            "tou": tou,
-        }
-        if start is None:
-            out[pid] = BillingReading(pid, False, "no_start_reading", "first reading of the point", **common)
-            continue
-        common.update(start_date=start["reading_date"], start=_regs(start), start_reading_id=start["pk"])
-        if start["meter_id"] and end["meter_id"] and start["meter_id"] != end["meter_id"]:
-            out[pid] = BillingReading(
-                pid, False, "meter_changed", "the meter was replaced in the period", **common
-            )
-            continue
-        d = common["register_digits"]
-        try:
-            total = rules.register_energy(
-                start=start["total"], end=end["total"], multiplier=mult, register_digits=d
-            )
-            by_rate = None
-            if tou and all(start[n] is not None and end[n] is not None for n in TOU_REGISTERS):
-                by_rate = {
-                    n: rules.register_energy(
-                        start=start[n], end=end[n], multiplier=mult, register_digits=d
-                    ).kwh
-                    for n in TOU_REGISTERS
-                }
-            kvarh = None
-            if start["reactive"] is not None and end["reactive"] is not None:
-                kvarh = rules.register_energy(
-                    start=start["reactive"], end=end["reactive"], multiplier=mult, register_digits=d
-                ).kwh
-        except InvalidInput as exc:
-            out[pid] = BillingReading(pid, False, "invalid_energy", str(exc), **common)
-            continue
-        out[pid] = BillingReading(
+        out[pid] = _billable(pid, starts.get(pid), end, mult=mult, tou=tou, digits=digits, changes=changes)
+    return out
+
+
+def _billable(
+    pid: int,
+    start: dict | None,
+    end: dict,
+    *,
+    mult: Decimal,
+    tou: bool,
+    digits: dict[int, int | None],
+    changes: dict[int, list[rules.MeteringChange]],
+) -> BillingReading:
+    end_mult = end["multiplier"] or mult
+    common: dict = {
+        "end_date": end["reading_date"],
+        "end": _regs(end),
+        "multiplier": end_mult,
+        "register_digits": digits.get(end["meter_id"]),
+        "reading_id": end["pk"],
+        "estimated": end["source"] == MeterReading.Source.ESTIMATE,
+        "tou": tou,
+    }
+    if start is None:
+        return BillingReading(pid, False, "no_start_reading", "first reading of the point", **common)
+    common.update(start_date=start["reading_date"], start=_regs(start), start_reading_id=start["pk"])
+    inside = rules.changes_in_period(
+        changes.get(pid, []),
+        start_date=start["reading_date"],
+        end_date=end["reading_date"],
+        start_meter=start["meter_id"],
+        end_meter=end["meter_id"],
+    )
+    replaced_to = {c.new_meter for c in inside if c.meter_replaced}
+    if (
+        start["meter_id"]
+        and end["meter_id"]
+        and start["meter_id"] != end["meter_id"]
+        and end["meter_id"] not in replaced_to
+    ):
+        return BillingReading(
             pid,
-            True,
-            kwh=total.kwh,
-            kwh_by_rate=by_rate,
-            rollover=total.rollover,
-            kvarh=kvarh,
-            max_demand_kw=end["max_demand"] * mult if end["max_demand"] is not None else None,
+            False,
+            "meter_changed",
+            "the meter was replaced in the period without recorded final and initial readings",
+            meter_changed=True,
             **common,
         )
-    return out
+    multiplier_changed = any(c.old_multiplier != c.new_multiplier for c in inside) or (
+        start["multiplier"] is not None and start["multiplier"] != end_mult
+    )
+    try:
+        segs = rules.segments(
+            start=_regs(start),
+            end=_regs(end),
+            start_date=start["reading_date"],
+            end_date=end["reading_date"],
+            multiplier=inside[0].old_multiplier if inside else end_mult,
+            register_digits=digits.get(start["meter_id"]) if start["meter_id"] else common["register_digits"],
+            changes=inside,
+            meter=start["meter_id"],
+        )
+        total = rules.period_energy(segs, "total")
+        rates = {n: rules.period_energy(segs, n) for n in TOU_REGISTERS} if tou else {}
+        by_rate = (
+            {n: e.kwh for n, e in rates.items() if e is not None}
+            if rates and all(e is not None for e in rates.values())
+            else None
+        )
+        kv = rules.period_energy(segs, "reactive")
+        parts = _billing_segments(segs, tou=tou) if inside else ()
+    except InvalidInput as exc:
+        return BillingReading(pid, False, "invalid_energy", str(exc), **common)
+    if total is None:
+        return BillingReading(pid, False, "invalid_energy", "no total register", **common)
+    return BillingReading(
+        pid,
+        True,
+        kwh=total.kwh,
+        kwh_by_rate=by_rate,
+        rollover=total.rollover,
+        kvarh=kv.kwh if kv is not None else None,
+        max_demand_kw=end["max_demand"] * end_mult if end["max_demand"] is not None else None,
+        meter_changed=bool(replaced_to),
+        multiplier_changed=multiplier_changed,
+        segments=parts,
+        **common,
+    )
+
+
+def _billing_segments(segs: Sequence[rules.Segment], *, tou: bool) -> tuple[BillingSegment, ...]:
+    """Each part of each segment with its own kWh (total, TOU rates, reactive)."""
+    out = []
+    for seg in segs:
+        shares: dict[str, list[Decimal] | None] = {}
+        for name in ("total", *TOU_REGISTERS, "reactive"):
+            en = rules.segment_energy(seg, name)
+            shares[name] = rules.day_shares(en.delta, seg.parts) if en is not None else None
+        whole = len(seg.parts) == 1
+        total, react = shares["total"], shares["reactive"]
+        assert total is not None
+        for i, (a, b, k) in enumerate(seg.parts):
+            rates = None
+            if tou and all(shares[n] is not None for n in TOU_REGISTERS):
+                rates = {n: shares[n][i] * k for n in TOU_REGISTERS}  # type: ignore[index]
+            out.append(
+                BillingSegment(
+                    start_date=a,
+                    end_date=b,
+                    meter_id=seg.meter,
+                    multiplier=k,
+                    kwh=total[i] * k,
+                    basis="registers" if whole else "pro_rata_days",
+                    start=dict(seg.start) if whole else None,
+                    end=dict(seg.end) if whole else None,
+                    kwh_by_rate=rates,
+                    kvarh=react[i] * k if react is not None else None,
+                )
+            )
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)

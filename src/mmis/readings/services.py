@@ -17,18 +17,20 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, Max, Q
+from django.utils import timezone
 
 from mmis.assets.models import AssetState, Meter
 from mmis.common.errors import FieldError, InvalidInput
 from mmis.customers.models import MeteringPoint
 from mmis.org import audit
 from mmis.org.models import Org, User
-from mmis.readings import rules
+from mmis.readings import queries, rules
 from mmis.readings.models import (
     REGISTERS,
     TOU_REGISTERS,
     BookMembership,
     DailyFrozenReading,
+    MeterChange,
     MeterReading,
     ReadingBook,
     ReadingException,
@@ -40,6 +42,7 @@ from mmis.readings.models import (
     ValidationSettings,
 )
 from mmis.readings.signals import reading_validated, remote_command_finished
+from mmis.workflow.models import ProcessInstance
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,13 @@ class UnableToSendCommand(InvalidInput):
 
 
 # --- thresholds ----------------------------------------------------------------------------------
+def _setting_value(s: ValidationSettings, name: str) -> Any:
+    v = getattr(s, name)
+    if name == "seasonal_categories" and v is not None:
+        return tuple(c for c in v.split(",") if c)
+    return v
+
+
 def thresholds_for(org: Org) -> rules.Thresholds:
     """The VEE thresholds in force at `org`: each field from the nearest node that sets it."""
     rows = {
@@ -82,18 +92,43 @@ def thresholds_for(org: Org) -> rules.Thresholds:
     for path in reversed(org.ancestor_paths()):  # root first, nearest last wins
         s = rows.get(path)
         if s is not None:
-            out = out.merged({name: getattr(s, name) for name in rules.Thresholds.names()})
+            out = out.merged({name: _setting_value(s, name) for name in rules.Thresholds.names()})
     return out
+
+
+INT_SETTINGS = {"zero_use_periods", "max_consecutive_estimates", "missing_grace_days", "exception_days"}
 
 
 def set_thresholds(
     *, actor: User | None, org: Org, values: Mapping[str, Any], at: datetime
 ) -> ValidationSettings:
+    """Set VEE thresholds at an org (a blank value inherits from above). Besides the numbers:
+    `seasonal_categories` (usage categories, a list or comma-separated; [] = none) and `auditor`
+    (the default owner of the subtree's exceptions: a billing auditor, or None)."""
+    from mmis.customers.models import UsageCategory
+
     errors = []
     clean: dict[str, Any] = {}
     for name, value in values.items():
+        if name == "auditor":
+            if value is not None and not (isinstance(value, User) and value.has_role("billing_auditor")):
+                errors.append(FieldError(name, "must be a user with the billing auditor role"))
+            else:
+                clean[name] = value
+            continue
         if name not in rules.Thresholds.names():
             errors.append(FieldError(name, "is not a validation threshold"))
+            continue
+        if name == "seasonal_categories":
+            if value is None:
+                clean[name] = None
+                continue
+            cats = [c.strip() for c in (value.split(",") if isinstance(value, str) else value) if c.strip()]
+            bad = [c for c in cats if c not in UsageCategory.values]
+            if bad:
+                errors.append(FieldError(name, f"unknown usage categories {bad}"))
+            else:
+                clean[name] = ",".join(cats)
             continue
         if value in (None, ""):
             clean[name] = None
@@ -106,9 +141,7 @@ def set_thresholds(
         if d <= 0 and name not in {"missing_grace_days"}:
             errors.append(FieldError(name, "must be greater than 0"))
             continue
-        clean[name] = (
-            int(d) if name in {"zero_use_periods", "max_consecutive_estimates", "missing_grace_days"} else d
-        )
+        clean[name] = int(d) if name in INT_SETTINGS else d
     if errors:
         raise InvalidInput(errors)
     with transaction.atomic():
@@ -121,6 +154,72 @@ def set_thresholds(
         b, a = audit.diff(before, audit.snapshot(row))
         audit.record(actor=actor, action="readings.thresholds", target=row, org=org, before=b, after=a, at=at)
     return row
+
+
+# --- owners and deadlines of exceptions ----------------------------------------------------------
+def default_auditor(org: Org) -> int | None:
+    """The default owner of an org's reading exceptions: the auditor set in the VEE settings of
+    the org or the nearest org above it, else the first billing auditor of the nearest org up the
+    tree that has one (user id, or None)."""
+    paths = org.ancestor_paths()
+    set_here = dict(
+        ValidationSettings.objects.filter(org__path__in=paths, auditor__isnull=False).values_list(
+            "org__path", "auditor_id"
+        )
+    )
+    for path in paths:
+        if path in set_here:
+            return set_here[path]
+    users = (
+        User.objects.filter(is_active=True, roles__code="billing_auditor", org__path__in=paths)
+        .values_list("org__path", "pk")
+        .order_by("pk")
+    )
+    by_path: dict[str, int] = {}
+    for path, pk in users:
+        by_path.setdefault(path, pk)
+    for path in paths:
+        if path in by_path:
+            return by_path[path]
+    return None
+
+
+def assign_owners(exceptions: Sequence[ReadingException], *, at: datetime) -> None:
+    """Give new (unsaved) exceptions an owner and a deadline: the owner is the auditor of the
+    point's reading book, else the org's default auditor (`default_auditor`); the deadline is
+    `exception_days` working days (default 3) after the day of `at`, counted on the province's
+    working-day calendar (the workflow engine's, with its holidays and swapped working days)."""
+    todo = [e for e in exceptions if e.owner_id is None or e.due_on is None]
+    if not todo:
+        return
+    from mmis.common.calendar import add_working_days
+    from mmis.workflow.services import calendar_for
+
+    book_auditor = dict(
+        BookMembership.objects.filter(
+            metering_point_id__in={e.metering_point_id for e in todo}, book__auditor__isnull=False
+        ).values_list("metering_point_id", "book__auditor_id")
+    )
+    orgs = {o.pk: o for o in Org.objects.filter(pk__in={e.org_id for e in todo})}
+    day = timezone.localtime(at).date() if timezone.is_aware(at) else at.date()
+    per_org: dict[int, tuple[int | None, date]] = {}
+    calendars: dict[str, Any] = {}
+    for e in todo:
+        if e.org_id not in per_org:
+            org = orgs[e.org_id]
+            province = org.path[: Org.steplen]
+            if province not in calendars:
+                calendars[province] = calendar_for(org)
+            days = thresholds_for(org).exception_days
+            per_org[e.org_id] = (
+                default_auditor(org),
+                add_working_days(day, days, calendar=calendars[province]),
+            )
+        owner, due = per_org[e.org_id]
+        if e.owner_id is None:
+            e.owner_id = book_auditor.get(e.metering_point_id) or owner
+        if e.due_on is None:
+            e.due_on = due
 
 
 # --- books and plans -----------------------------------------------------------------------------
@@ -491,6 +590,9 @@ def save_readings(*, actor: User | None, items: Sequence[_Save], at: datetime) -
     """Store readings (replacing non-billable ones of the same point and date) and validate them."""
     keys = {(it.point.pk, it.reading_date) for it in items}
     errors = []
+    multipliers = dict(
+        MeteringPoint.objects.filter(pk__in={k[0] for k in keys}).values_list("pk", "multiplier")
+    )
     with transaction.atomic():
         existing = {
             (r.metering_point_id, r.reading_date): r
@@ -519,6 +621,7 @@ def save_readings(*, actor: User | None, items: Sequence[_Save], at: datetime) -
                     metering_point=it.point, reading_date=it.reading_date, org_id=it.point.org_id
                 )
             r.meter = it.meter
+            r.multiplier = multipliers.get(it.point.pk)
             for name in VALUE_FIELDS:
                 setattr(r, name, it.values.get(name))
             r.source = it.source
@@ -573,6 +676,8 @@ class _PointCtx:
     active: bool
     capacity: Decimal | None
     org_id: int
+    category: str = ""
+    customer_id: int | None = None
 
 
 def _history_for(point_ids: Iterable[int], before: date | None = None) -> dict[int, list[MeterReading]]:
@@ -582,7 +687,7 @@ def _history_for(point_ids: Iterable[int], before: date | None = None) -> dict[i
         qs = qs.filter(reading_date__lt=before)
     out: dict[int, list[MeterReading]] = defaultdict(list)
     for r in qs.order_by("metering_point_id", "reading_date").only(
-        "pk", "metering_point_id", "reading_date", "status", "source", *VALUE_FIELDS
+        "pk", "metering_point_id", "meter_id", "reading_date", "status", "source", "multiplier", *VALUE_FIELDS
     ):
         out[r.metering_point_id].append(r)
     return out
@@ -598,22 +703,102 @@ def _regs(r: MeterReading) -> dict[str, Decimal | None]:
     return {n: getattr(r, n) for n in (*REGISTERS, "reactive")}
 
 
-def _period_kwh(
-    prev: MeterReading, cur: MeterReading, multiplier: Decimal, digits: int | None
-) -> Decimal | None:
+@dataclass
+class _Period:
+    """How a period between two readings is metered: its segments (None when they cannot be
+    built: a meter replaced with no recorded change) and the changes inside it."""
+
+    segs: list[rules.Segment] | None
+    changes: list[rules.MeteringChange]
+    meter_unexplained: bool = False
+
+
+def _period(
+    prev: MeterReading,
+    cur: MeterReading,
+    *,
+    multiplier: Decimal,
+    digits: Mapping[int, int | None],
+    changes: Sequence[rules.MeteringChange],
+) -> _Period:
+    """`multiplier`: the point's (used when the readings do not carry theirs)."""
+    inside = rules.changes_in_period(
+        changes,
+        start_date=prev.reading_date,
+        end_date=cur.reading_date,
+        start_meter=prev.meter_id,
+        end_meter=cur.meter_id,
+    )
+    replaced_to = [c.new_meter for c in inside if c.meter_replaced]
+    if (
+        prev.meter_id is not None
+        and cur.meter_id is not None
+        and prev.meter_id != cur.meter_id
+        and cur.meter_id not in replaced_to
+    ):
+        return _Period(None, inside, meter_unexplained=True)
+    start_mult = inside[0].old_multiplier if inside else (cur.multiplier or multiplier)
+    d0 = digits.get(prev.meter_id) if prev.meter_id else digits.get(cur.meter_id) if cur.meter_id else None
     try:
-        return rules.register_energy(
-            start=prev.total, end=cur.total, multiplier=multiplier, register_digits=digits
-        ).kwh
+        segs = rules.segments(
+            start=_regs(prev),
+            end=_regs(cur),
+            start_date=prev.reading_date,
+            end_date=cur.reading_date,
+            multiplier=start_mult,
+            register_digits=d0,
+            changes=inside,
+            meter=prev.meter_id,
+        )
+    except InvalidInput:
+        return _Period(None, inside, meter_unexplained=True)
+    return _Period(segs, inside)
+
+
+def _pair_kwh(p: _Period) -> Decimal | None:
+    if p.segs is None:
+        return None
+    try:
+        e = rules.period_energy(p.segs, "total")
     except InvalidInput:
         return None
+    return e.kwh if e is not None else None
+
+
+def _last_year(prior: Sequence[MeterReading], on: date) -> tuple[MeterReading, MeterReading] | None:
+    """The billed period of the same month last year: the one whose end reading falls in it."""
+    for a, b in pairwise(prior):
+        if b.reading_date.year == on.year - 1 and b.reading_date.month == on.month:
+            return a, b
+    return None
+
+
+def _meter_change_order(meter_asset_no: str) -> ProcessInstance | None:
+    """The work order that installed a meter, by the asset number its form recorded (the 业扩 and
+    变更 processes record `meter_asset_no`)."""
+    return ProcessInstance.objects.filter(data__meter_asset_no=meter_asset_no).order_by("-started_at").first()
+
+
+def _unexplained_meter_finding(
+    prev: MeterReading, cur: MeterReading, names: Mapping[int, str]
+) -> rules.Finding:
+    old, new = names.get(prev.meter_id, "—"), names.get(cur.meter_id, "—")
+    order = _meter_change_order(new) if new != "—" else None
+    if order is None:
+        why = "无换表工单"
+    elif order.state != ProcessInstance.State.COMPLETED:
+        why = f"工单 {order.number} 未归档"
+    else:
+        why = f"工单 {order.number} 未记录拆表/装表示数, 补录后重新审核"
+    return rules.Finding("file_change", f"档案变更未闭环: 电能表 {old} → {new} {why}"[:300])
 
 
 def validate_readings(*, reading_ids: Sequence[int], at: datetime) -> dict[str, int]:
     """Run the VEE rules over pending readings (set-based loading, in date order per point).
 
     Valid readings become `valid`; failures become `exception` with one ReadingException per
-    failed rule. `reading_validated` is sent after commit for every reading that became billable.
+    failed rule, each with its owner and deadline. `reading_validated` is sent after commit for
+    every reading that became billable.
     """
     counts = {"valid": 0, "exception": 0}
     if not reading_ids:
@@ -634,19 +819,33 @@ def validate_readings(*, reading_ids: Sequence[int], at: datetime) -> dict[str, 
                 p["status"] == MeteringPoint.Status.ACTIVE,
                 p["contract_capacity_kva"],
                 p["org_id"],
+                p["usage_category"],
+                p["customer_id"],
             )
             for p in MeteringPoint.objects.filter(pk__in=point_ids).values(
-                "pk", "multiplier", "tou", "status", "contract_capacity_kva", "org_id"
-            )
-        }
-        meter_ids = {r.meter_id for r in pending if r.meter_id}
-        meters = {
-            m["pk"]: m
-            for m in Meter.objects.filter(pk__in=meter_ids).values(
-                "pk", "register_digits", "register_decimals"
+                "pk",
+                "multiplier",
+                "tou",
+                "status",
+                "contract_capacity_kva",
+                "org_id",
+                "usage_category",
+                "customer_id",
             )
         }
         history = _history_for(point_ids, before=max(r.reading_date for r in pending))
+        meter_ids = {r.meter_id for r in pending if r.meter_id} | {
+            h.meter_id for rows in history.values() for h in rows if h.meter_id
+        }
+        meters = {
+            m["pk"]: m
+            for m in Meter.objects.filter(pk__in=meter_ids).values(
+                "pk", "register_digits", "register_decimals", "asset_no"
+            )
+        }
+        digits = {pk: m["register_digits"] for pk, m in meters.items()}
+        names = {pk: m["asset_no"] for pk, m in meters.items()}
+        changes = queries.metering_changes(point_ids)
         thresholds: dict[int, rules.Thresholds] = {}
         orgs = {o.pk: o for o in Org.objects.filter(pk__in={p.org_id for p in points.values()})}
         zero_runs = _zero_runs(point_ids)
@@ -658,24 +857,54 @@ def validate_readings(*, reading_ids: Sequence[int], at: datetime) -> dict[str, 
             if th is None:
                 th = thresholds[ctx.org_id] = thresholds_for(orgs[ctx.org_id])
             m = meters.get(r.meter_id) or {"register_digits": None, "register_decimals": 2}
-            digits = m["register_digits"]
+            point_changes = changes.get(r.metering_point_id, [])
             prior = [h for h in history.get(r.metering_point_id, []) if h.reading_date < r.reading_date]
             prev = prior[-1] if prior else None
             hist_kwh, hist_days = [], 0
             for a, b in _pairs(prior):
-                k = _period_kwh(a, b, ctx.multiplier, digits)
+                k = _pair_kwh(_period(a, b, multiplier=ctx.multiplier, digits=digits, changes=point_changes))
                 if k is not None:
                     hist_kwh.append(k)
                     hist_days += (b.reading_date - a.reading_date).days
+            last_kwh, last_days = None, 0
+            seasonal = ctx.category in th.seasonal_categories
+            if seasonal and (ly := _last_year(prior, r.reading_date)) is not None:
+                last_kwh = _pair_kwh(
+                    _period(ly[0], ly[1], multiplier=ctx.multiplier, digits=digits, changes=point_changes)
+                )
+                last_days = (ly[1].reading_date - ly[0].reading_date).days if last_kwh is not None else 0
+            extra: list[rules.Finding] = []
+            period = None
+            if prev is not None:
+                period = _period(prev, r, multiplier=ctx.multiplier, digits=digits, changes=point_changes)
+                checked = list(period.changes) + [
+                    c for c in point_changes if c.day == prev.reading_date and c not in period.changes
+                ]
+                if period.meter_unexplained:
+                    extra.append(_unexplained_meter_finding(prev, r, names))
+                else:
+                    extra += rules.file_change_findings(
+                        start_meter=prev.meter_id,
+                        start_multiplier=prev.multiplier,
+                        end_meter=r.meter_id,
+                        end_multiplier=r.multiplier,
+                        changes=checked,
+                        end_date=r.reading_date,
+                        meter_names=names,
+                    )
+            end_mult = r.multiplier or ctx.multiplier
             v = rules.validate(
-                start=_regs(prev) if prev else None,
+                start=_regs(prev) if prev is not None and period is not None and period.segs else None,
                 end=_regs(r),
-                multiplier=ctx.multiplier,
-                register_digits=digits,
+                multiplier=end_mult,
+                register_digits=m["register_digits"],
                 register_decimals=m["register_decimals"],
                 days=(r.reading_date - prev.reading_date).days if prev else None,
                 history_kwh=hist_kwh,
                 history_days=hist_days,
+                last_year_kwh=last_kwh,
+                last_year_days=last_days,
+                seasonal=seasonal,
                 tou=ctx.tou,
                 fault_flags=r.fault_flags or [],
                 active=ctx.active,
@@ -683,8 +912,10 @@ def validate_readings(*, reading_ids: Sequence[int], at: datetime) -> dict[str, 
                 max_demand=r.max_demand,
                 contract_capacity_kva=ctx.capacity,
                 thresholds=th,
+                segs=period.segs if period is not None else None,
             )
-            if v.ok:
+            findings = v.findings + extra
+            if not findings:
                 r.status = MeterReading.Status.VALID
                 counts["valid"] += 1
                 became_billable.append(r)
@@ -693,7 +924,7 @@ def validate_readings(*, reading_ids: Sequence[int], at: datetime) -> dict[str, 
             else:
                 r.status = MeterReading.Status.EXCEPTION
                 counts["exception"] += 1
-                for f in v.findings:
+                for f in findings:
                     exceptions.append(
                         ReadingException(
                             org_id=r.org_id,
@@ -709,6 +940,7 @@ def validate_readings(*, reading_ids: Sequence[int], at: datetime) -> dict[str, 
             ids = [r.pk for r in pending if r.status == status]
             for i in range(0, len(ids), 20000):
                 MeterReading.objects.filter(pk__in=ids[i : i + 20000]).update(status=status)
+        assign_owners(exceptions, at=at)
         ReadingException.objects.bulk_create(exceptions, batch_size=2000)
         _notify_billable(became_billable)
     return counts
@@ -772,13 +1004,37 @@ def estimate_reading(
             )
         digits = meter.register_digits if meter else None
         decimals = meter.register_decimals if meter else 2
+        changes = queries.metering_changes([point.pk]).get(point.pk, [])
+        meter_digits = dict(
+            Meter.objects.filter(pk__in={h.meter_id for h in prior if h.meter_id}).values_list(
+                "pk", "register_digits"
+            )
+        )
+        if prior and any(
+            c.meter_replaced and prior[-1].reading_date <= c.day <= reading_date for c in changes
+        ):
+            errors.append(
+                FieldError(
+                    "reading_date", "the meter was replaced since the last reading: read the new meter"
+                )
+            )
+
+        def kwh_of(a: MeterReading, b: MeterReading) -> Decimal | None:
+            return _pair_kwh(_period(a, b, multiplier=point.multiplier, digits=meter_digits, changes=changes))
+
         hist_kwh, hist_days, last_pair = [], 0, None
         for a, b in _pairs(prior):
-            k = _period_kwh(a, b, point.multiplier, digits)
+            k = kwh_of(a, b)
             if k is not None:
                 hist_kwh.append(k)
                 hist_days += (b.reading_date - a.reading_date).days
                 last_pair = (a, b)
+        basis = "近3期日均"
+        if point.usage_category in th.seasonal_categories and (ly := _last_year(prior, reading_date)):
+            k = kwh_of(*ly)
+            if k is not None:  # DOMAIN.md §2.4: same period last year for seasonal users
+                hist_kwh, basis = [k], "去年同期日均"
+                hist_days = (ly[1].reading_date - ly[0].reading_date).days
         if not hist_kwh and not errors:
             errors.append(FieldError("history", "no billed period to average"))
         if errors:
@@ -813,7 +1069,8 @@ def estimate_reading(
             setattr(r, n, est.registers.get(n))
         r.source = MeterReading.Source.ESTIMATE
         r.status = MeterReading.Status.ESTIMATED
-        r.note = (reason or f"估抄 {est.kwh} kWh")[:200]
+        r.note = (reason or f"估抄 {est.kwh} kWh ({basis})")[:200]
+        r.multiplier = MeteringPoint.objects.filter(pk=point.pk).values_list("multiplier", flat=True)[0]
         r.entered_by = actor if actor is not None and actor.pk else None
         r.entered_at = at
         r.save()
@@ -1019,14 +1276,16 @@ def readings_from_frozen(*, on: date, at: datetime, books: Iterable[ReadingBook]
                 metering_point_id__in=done
             )
         )
-        orgs = dict(
-            MeteringPoint.objects.filter(pk__in={f.metering_point_id for f in frozen}).values_list(
-                "pk", "org_id"
-            )
-        )
+        orgs = {
+            pk: (org, mult)
+            for pk, org, mult in MeteringPoint.objects.filter(
+                pk__in={f.metering_point_id for f in frozen}
+            ).values_list("pk", "org_id", "multiplier")
+        }
         rows = [
             MeterReading(
-                org_id=orgs[f.metering_point_id],
+                org_id=orgs[f.metering_point_id][0],
+                multiplier=orgs[f.metering_point_id][1],
                 metering_point_id=f.metering_point_id,
                 meter_id=f.meter_id,
                 reading_date=on,
@@ -1251,3 +1510,122 @@ def _notify_finished(cmds: Sequence[RemoteCommand]) -> None:
     transaction.on_commit(
         lambda: [remote_command_finished.send(sender=RemoteCommand, command=c) for c in items]
     )
+
+
+# --- metering changes (换表, CT/PT ratio) ---------------------------------------------------------
+class UnableToRecordMeterChange(InvalidInput):
+    pass
+
+
+REGISTER_VALUES = (*REGISTERS, "reactive")
+
+
+def _register_values(data: Mapping[str, Any] | None, base: str, errors: list[FieldError]) -> dict[str, str]:
+    parsed, errs = parse_values({k: v for k, v in (data or {}).items() if k in REGISTER_VALUES}, base=base)
+    errors.extend(errs)
+    unknown = [k for k in (data or {}) if k not in REGISTER_VALUES]
+    if unknown:
+        errors.append(FieldError(base.rstrip("."), f"unknown registers {unknown}"))
+    return {k: str(v) for k, v in parsed.items() if v is not None and k in REGISTER_VALUES}
+
+
+def record_meter_change(
+    *,
+    actor: User | None,
+    point: MeteringPoint,
+    changed_on: date,
+    old_meter: Meter | None,
+    new_meter: Meter | None,
+    old_multiplier: Decimal,
+    new_multiplier: Decimal,
+    old_final: Mapping[str, Any] | None,
+    new_initial: Mapping[str, Any] | None,
+    at: datetime,
+    work_order: ProcessInstance | None = None,
+    note: str = "",
+) -> MeterChange:
+    """Record a change of a point's meter and/or multiplier with the registers read at the change
+    (the old meter's final, the new meter's initial; for a multiplier change on the same meter the
+    one reading at the change, or none: the period is then split by the day's frozen registers or
+    pro rata by days). Billing splits the period at it; VEE holds the period's reading until
+    `work_order` is archived. A change inside a period that already has a billable reading after
+    it is refused (correct that reading through the exceptions queue)."""
+    errors: list[FieldError] = []
+    replaced = (old_meter.pk if old_meter else None) != (new_meter.pk if new_meter else None)
+    final = _register_values(old_final, "old_final.", errors)
+    initial = _register_values(new_initial, "new_initial.", errors)
+    if replaced:
+        if "total" not in final:
+            errors.append(FieldError("old_final.total", "the old meter's final reading is required"))
+        if "total" not in initial:
+            errors.append(FieldError("new_initial.total", "the new meter's initial reading is required"))
+    elif initial and final and initial != final:
+        errors.append(FieldError("new_initial", "the same meter has one reading at a multiplier change"))
+    for name, value in (("old_multiplier", old_multiplier), ("new_multiplier", new_multiplier)):
+        if value is None or value <= 0:
+            errors.append(FieldError(name, "must be greater than 0"))
+    if not replaced and old_multiplier == new_multiplier:
+        errors.append(FieldError("new_meter", "neither the meter nor the multiplier changes"))
+    today = timezone.localtime(at).date() if timezone.is_aware(at) else at.date()
+    if changed_on > today:
+        errors.append(FieldError("changed_on", f"{changed_on} is in the future"))
+    if new_meter is not None and new_meter.register_digits:
+        limit = Decimal(10) ** new_meter.register_digits
+        errors += [
+            FieldError(f"new_initial.{k}", f"has more than the register's {new_meter.register_digits} digits")
+            for k, v in initial.items()
+            if Decimal(v) >= limit
+        ]
+    later = (
+        MeterReading.objects.filter(
+            metering_point=point, reading_date__gt=changed_on, status__in=MeterReading.BILLABLE
+        )
+        .order_by("reading_date")
+        .values_list("reading_date", flat=True)
+        .first()
+    )
+    if later is not None:
+        errors.append(
+            FieldError(
+                "changed_on",
+                f"{point.point_no} has a billable reading on {later}, after the change: "
+                "correct that reading through the exceptions queue first",
+            )
+        )
+    if errors:
+        raise UnableToRecordMeterChange(errors)
+    with transaction.atomic():
+        mc = MeterChange.objects.create(
+            org_id=point.org_id,
+            metering_point=point,
+            changed_on=changed_on,
+            old_meter=old_meter,
+            new_meter=new_meter,
+            old_multiplier=old_multiplier,
+            new_multiplier=new_multiplier,
+            old_final=final,
+            new_initial=initial if replaced else (initial or final),
+            work_order=work_order,
+            note=note[:200],
+            recorded_by=actor if actor is not None and actor.pk else None,
+            recorded_at=at,
+        )
+        audit.record(
+            actor=actor,
+            action="meter_change.record",
+            target=mc,
+            after={
+                "point": point.point_no,
+                "changed_on": changed_on,
+                "old_meter": old_meter.asset_no if old_meter else None,
+                "new_meter": new_meter.asset_no if new_meter else None,
+                "old_multiplier": old_multiplier,
+                "new_multiplier": new_multiplier,
+                "old_final": final,
+                "new_initial": mc.new_initial,
+                "work_order": work_order.number if work_order else None,
+            },
+            reason=note,
+            at=at,
+        )
+    return mc
