@@ -165,7 +165,23 @@ def part_a(scale: int) -> dict:
     at = datetime(2026, 11, 1, tzinfo=UTC)
     at_text = str(MeterReading._meta.get_field("entered_at").get_db_prep_value(at, connection))
     rows = [
-        (org.pk, pid, mid, d, *vals, None, None, "file", "pending_validation", "[]", "", "", user.pk, at_text, "1")
+        (
+            org.pk,
+            pid,
+            mid,
+            d,
+            *vals,
+            None,
+            None,
+            "file",
+            "pending_validation",
+            "[]",
+            "",
+            "",
+            user.pk,
+            at_text,
+            "1",
+        )
         for pid, mid, _k, d, vals in data
     ]
     table = "readings_meterreading"
