@@ -103,3 +103,23 @@ def test_due_colours_overdue_dashboard_and_reports(client, pu):
     r = client.get(reverse("services:compliance") + "?month=2026-11")
     assert r.status_code == 200 and u.counties[0].name in r.content.decode()
     assert client.get(reverse("services:contracts")).status_code == 200
+
+
+def test_process_wording_follows_the_chosen_language(client, pu):
+    """Process names, steps, field labels and choices are data, shown through the catalogue."""
+    u = pu
+    client.force_login(u.users["counter_a"])
+    url = reverse("services:start", args=["lv_residential_new"])
+    r = client.post(url, {**DATA, "org": u.stations[0].pk})
+    order_url = r.url
+    zh = client.get(order_url).content.decode()
+    assert "低压居民新装" in zh and "业务受理" in zh and "资料齐全" in zh
+    client.post(reverse("set_language"), {"language": "en", "next": "/"})
+    en = client.get(order_url).content.decode()
+    assert "LV residential new connection" in en and "Application acceptance" in en
+    assert "Documents complete" in en and "Proof of identity" in en
+    assert '<h1 class="mb-0">LV residential new connection' in en and "资料齐全" not in en
+    start = client.get(url).content.decode()
+    assert "Customer type" in start and "Single supply" not in start and "客户类型" not in start
+    index = client.get(reverse("services:index")).content.decode()
+    assert "HV new connection" in index and "高压新装" not in index

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from django import template
-from django.utils.translation import get_language, gettext, gettext_noop
+from django.utils.translation import get_language, gettext, gettext_noop, pgettext
 from django.utils.translation import gettext_lazy as _
 
 register = template.Library()
@@ -74,6 +74,16 @@ HISTORY_KINDS = (gettext_noop("新建"), gettext_noop("修改"), gettext_noop("�
 def translated(text: str) -> str:
     """gettext on a value computed outside the template (e.g. the timeline's 新建/修改/删除)."""
     return gettext(str(text)) if text else text
+
+
+@register.filter
+def process_label(value):
+    """A process definition's name, step, field label or choice in the user's language.
+
+    Definitions are data, so their built-in wording is in the catalogue under the context
+    "process" (services/labels.py); a province's own wording, or a non-text value, is shown as it is.
+    """
+    return pgettext("process", value) if isinstance(value, str) and value else value
 
 
 ACTION_LABELS = {
