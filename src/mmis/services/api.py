@@ -10,7 +10,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from django.utils import timezone
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 
 from mmis.common.errors import FieldError, InvalidInput, NotFound
@@ -116,7 +116,7 @@ def start(request, code: str, payload: StartIn):
     if org is not None and not DataScope.for_user(request.user).contains_org(org):
         raise NotFound(f"no org {payload.org_id}")
     inst = svc.apply(actor=request.user, code=code, org=org, data=payload.data, at=timezone.now())
-    return 201, work_order_out(inst, request.user, timezone.now())
+    return Status(201, work_order_out(inst, request.user, timezone.now()))
 
 
 def _application_out(inst: ProcessInstance) -> dict:
@@ -153,7 +153,7 @@ def apply(request, payload: ApplicationIn):
         at=timezone.now(),
         applicant=request.user,
     )
-    return 201, _application_out(inst)
+    return Status(201, _application_out(inst))
 
 
 @router.get("/applications", response=list[ApplicationOut], summary="my applications")

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from django.utils import timezone
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 
 from mmis.common.errors import NotFound
@@ -375,7 +375,7 @@ def publish(request, payload: DefinitionIn):
         category=payload.category,
         number_prefix=payload.number_prefix,
     )
-    return 201, _definition_out(d)
+    return Status(201, _definition_out(d))
 
 
 @router.post("/calendar-days", summary="correct the province's working-day calendar")
