@@ -9,12 +9,14 @@ from datetime import date
 
 from django.utils import timezone
 from ninja import Field, Header, Query, Router, Schema, Status
-from ninja.errors import HttpError
+from ninja.errors import AuthenticationError, HttpError
+from ninja.security import APIKeyHeader, HttpBearer, SessionAuth
 
-from mmis.accounts import channels, queries, services
+from mmis.accounts import channels, counter, queries, services
 from mmis.accounts.models import COUNTER_CHANNELS, CashierSession, LedgerEntry, Payment
 from mmis.common.errors import InvalidInput, NotFound
 from mmis.common.money import money_str
+from mmis.org import services as org_services
 
 router = Router(tags=["accounts"])
 
@@ -24,6 +26,54 @@ PAYMENT_ROLES = ("cashier", "counter_staff", "manager", "administrator")
 def _require(request, roles=PAYMENT_ROLES) -> None:
     if not (request.user.is_superuser or request.user.has_role(*roles)):
         raise HttpError(403, "your roles do not allow taking payments")
+
+
+class TokenCaller:
+    """An API token not looked up yet: the lean payment path checks it (active user, not revoked,
+    not expired) in the very statement that locks the account; any other path looks it up first."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+
+def _token_caller(request, token: str):
+    if counter.available():
+        return TokenCaller(token)
+    user = org_services.user_for_token(token)
+    if user is not None:
+        request.user = user
+    return user
+
+
+class PaymentBearer(HttpBearer):
+    def authenticate(self, request, token):
+        return _token_caller(request, token) if token else None
+
+
+class PaymentTokenHeader(APIKeyHeader):
+    param_name = "X-API-Token"
+
+    def authenticate(self, request, key):
+        return _token_caller(request, key) if key else None
+
+
+class PaymentSession(SessionAuth):
+    def authenticate(self, request, key):
+        user = super().authenticate(request, key)
+        return user if user is not None and user.is_active else None
+
+
+def _caller_user(request):
+    """The signed-in user of the request; a deferred API token is looked up now (401 if bad)."""
+    caller = request.auth
+    if isinstance(caller, TokenCaller):
+        user = org_services.user_for_token(caller.token)
+        if user is None:
+            raise AuthenticationError()
+        request.user = user
+    return request.user
 
 
 class PaymentIn(Schema):
@@ -56,12 +106,47 @@ def _payment_out(p: Payment) -> dict:
     }
 
 
-@router.post("/payments", response={201: dict, 200: dict})
+@router.post(
+    "/payments",
+    response={201: dict, 200: dict},
+    auth=[PaymentBearer(), PaymentTokenHeader(), PaymentSession()],
+)
 def create_payment(request, payload: PaymentIn, idempotency_key: str = Header(..., alias="Idempotency-Key")):
     """Take a payment. The `Idempotency-Key` header is required: the same key with the same body
     returns the payment already posted (200); with another body it is refused (422)."""
-    _require(request)
     key = idempotency_key.strip()
+    lean = (
+        counter.available()
+        and 0 < len(key) <= 100
+        and payload.channel in COUNTER_CHANNELS
+        and not payload.bill_document_no
+        and not payload.channel_txn_id
+    )
+    if lean:
+        # an ordinary counter payment: the lean path (PostgreSQL); anything it declines, and every
+        # error, is answered by the general path below
+        try:
+            amount = services.parse_amount(payload.amount)
+        except InvalidInput:
+            amount = None
+        caller = request.auth
+        if amount is not None:
+            out = counter.take_counter_payment(
+                token=caller.token if isinstance(caller, TokenCaller) else None,
+                user_id=None if isinstance(caller, TokenCaller) else caller.pk,
+                account_no=payload.account_no.strip(),
+                amount=amount,
+                channel=payload.channel,
+                roles=PAYMENT_ROLES,
+                idempotency_key=key,
+                body=payload.dict(),
+                at=timezone.now(),
+                reference=payload.reference,
+            )
+            if out is not None:
+                return Status(201, out)
+    _caller_user(request)
+    _require(request)
     if not key or len(key) > 100:
         raise InvalidInput(path="Idempotency-Key", errors="is required (at most 100 characters)")
     body = payload.dict()
