@@ -39,6 +39,7 @@ class BookIn(Schema):
     reading_day: int
     reader_id: int | None = None
     method: str = "manual"
+    auditor_id: int | None = None
 
 
 class BookPatch(Schema):
@@ -47,6 +48,7 @@ class BookPatch(Schema):
     reader_id: int | None = None
     method: str | None = None
     active: bool | None = None
+    auditor_id: int | None = None
 
 
 class BookOut(Schema):
@@ -58,6 +60,8 @@ class BookOut(Schema):
     reading_day: int
     reader_id: int | None
     reader_name: str
+    auditor_id: int | None = None
+    auditor_name: str = ""
     method: str
     active: bool
     points: int = 0
@@ -138,6 +142,16 @@ class ExceptionOut(Schema):
     state: str
     decision: str
     decision_note: str
+    owner_id: int | None = None
+    owner_name: str = ""
+    due_on: date | None = None
+    overdue: bool = False
+    work_order: str = ""
+    check_result: str = ""
+
+
+class OwnerIn(Schema):
+    owner_id: int
 
 
 class DecisionIn(Schema):
@@ -226,6 +240,8 @@ def _book_out(b: ReadingBook, prog: queries.Progress | None = None) -> dict:
         "reading_day": b.reading_day,
         "reader_id": b.reader_id,
         "reader_name": str(b.reader) if b.reader else "",
+        "auditor_id": b.auditor_id,
+        "auditor_name": str(b.auditor) if b.auditor_id else "",
         "method": b.method,
         "active": b.active,
         "points": prog.total if prog else 0,
@@ -264,6 +280,12 @@ def _exception_out(e: ReadingException) -> dict:
         "state": e.state,
         "decision": e.decision,
         "decision_note": e.decision_note,
+        "owner_id": e.owner_id,
+        "owner_name": str(e.owner) if e.owner_id else "",
+        "due_on": e.due_on,
+        "overdue": e.state == "open" and e.due_on is not None and e.due_on < timezone.localdate(),
+        "work_order": e.work_order.number if e.work_order_id else "",
+        "check_result": e.check_result,
     }
 
 
@@ -281,12 +303,12 @@ def _point(request, point_id: int, path: str = "point_id"):
     return p
 
 
-def _reader(reader_id: int | None) -> User | None:
+def _reader(reader_id: int | None, path: str = "reader_id") -> User | None:
     if reader_id is None:
         return None
     u = User.objects.filter(pk=reader_id, is_active=True).first()
     if u is None:
-        raise InvalidInput([FieldError("reader_id", "no such user")])
+        raise InvalidInput([FieldError(path, "no such user")])
     return u
 
 
@@ -311,6 +333,7 @@ def create_book(request, payload: BookIn):
         reading_day=payload.reading_day,
         reader=_reader(payload.reader_id),
         method=payload.method,
+        auditor=_reader(payload.auditor_id, "auditor_id"),
         at=_now(),
     )
     return 201, _book_out(book)
@@ -329,6 +352,8 @@ def update_book(request, book_id: int, payload: BookPatch):
     changes = payload.dict(exclude_unset=True)
     if "reader_id" in changes:
         changes["reader"] = _reader(changes.pop("reader_id"))
+    if "auditor_id" in changes:
+        changes["auditor"] = _reader(changes.pop("auditor_id"), "auditor_id")
     return _book_out(services.update_book(actor=request.user, book=book, changes=changes, at=_now()))
 
 
@@ -421,8 +446,33 @@ def import_file(request, file: UploadedFile = File(...)):
 
 
 @router.get("/readings/exceptions", response=list[ExceptionOut], summary="The exceptions queue")
-def list_exceptions(request, state: str = "open", rule: str = "", limit: int = Query(200, le=1000, ge=1)):
-    return [_exception_out(e) for e in queries.exceptions(request.user, state=state, rule=rule)[:limit]]
+def list_exceptions(
+    request,
+    state: str = "open",
+    rule: str = "",
+    mine: bool = False,
+    overdue: bool = False,
+    limit: int = Query(200, le=1000, ge=1),
+):
+    qs = queries.exceptions(
+        request.user,
+        state=state,
+        rule=rule,
+        owner=request.user if mine else None,
+        overdue_on=timezone.localdate() if overdue else None,
+    )
+    return [_exception_out(e) for e in qs[:limit]]
+
+
+@router.post("/readings/exceptions/{exception_id}/owner", response=ExceptionOut)
+def assign_owner(request, exception_id: int, payload: OwnerIn):
+    """Hand an open exception to another auditor."""
+    exc = queries.get_exception(request.user, exception_id)
+    owner = User.objects.filter(pk=payload.owner_id).first()
+    if owner is None:
+        raise InvalidInput([FieldError("owner_id", "no such user")])
+    services.assign_exception(actor=request.user, exception=exc, owner=owner, at=_now())
+    return _exception_out(queries.get_exception(request.user, exception_id))
 
 
 @router.post("/readings/exceptions/{exception_id}/decision", response=ExceptionOut)

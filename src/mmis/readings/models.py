@@ -332,6 +332,15 @@ class RemoteCommand(models.Model):
         return self.state in self.FINAL
 
 
+CHECK_RESULTS = {
+    "confirmed": _("示数无误"),
+    "wrong_reading": _("示数有误"),
+    "meter_fault": _("表计故障"),
+    "theft": _("窃电嫌疑"),
+    "other": _("其他情况"),
+}
+
+
 class ReadingException(models.Model):
     """One failed validation rule of a reading (抄表异常), waiting for an auditor's decision."""
 
@@ -409,6 +418,10 @@ class ReadingException(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rule} {self.metering_point_id} {self.reading_date}"
+
+    @property
+    def check_result_label(self) -> str:
+        return str(CHECK_RESULTS.get(self.check_result, self.check_result))
 
 
 class ValidationSettings(models.Model):

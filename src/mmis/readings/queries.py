@@ -576,13 +576,32 @@ def route(book: ReadingBook, month: date) -> list[RouteStop]:
     return stops
 
 
-def exceptions(user: User, *, state: str = "open", rule: str = "") -> QuerySet[ReadingException]:
+def exceptions(
+    user: User,
+    *,
+    state: str = "open",
+    rule: str = "",
+    owner: User | None = None,
+    overdue_on: date | None = None,
+) -> QuerySet[ReadingException]:
+    """The exceptions queue in the user's scope, oldest first; `owner` keeps one auditor's,
+    `overdue_on` the open ones whose deadline is before that day."""
     qs = DataScope.for_user(user).filter(ReadingException.objects.all())
     if state:
         qs = qs.filter(state=state)
     if rule:
         qs = qs.filter(rule=rule)
-    return qs.select_related("metering_point", "reading", "decided_by").order_by("created_at", "pk")
+    if owner is not None:
+        qs = qs.filter(owner=owner)
+    if overdue_on is not None:
+        qs = qs.filter(state=ReadingException.State.OPEN, due_on__lt=overdue_on)
+    return qs.select_related("metering_point", "reading", "decided_by", "owner", "work_order").order_by(
+        "created_at", "pk"
+    )
+
+
+def overdue_count(user: User, *, today: date, owner: User | None = None) -> int:
+    return exceptions(user, owner=owner, overdue_on=today).count()
 
 
 def get_exception(user: User, pk: int) -> ReadingException:

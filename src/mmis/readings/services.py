@@ -24,8 +24,10 @@ from mmis.common.errors import FieldError, InvalidInput
 from mmis.customers.models import MeteringPoint
 from mmis.org import audit
 from mmis.org.models import Org, User
+from mmis.org.scope import DataScope
 from mmis.readings import queries, rules
 from mmis.readings.models import (
+    CHECK_RESULTS,
     REGISTERS,
     TOU_REGISTERS,
     BookMembership,
@@ -41,7 +43,7 @@ from mmis.readings.models import (
     TerminalMeter,
     ValidationSettings,
 )
-from mmis.readings.signals import reading_validated, remote_command_finished
+from mmis.readings.signals import reading_validated, remote_command_finished, site_check_requested
 from mmis.workflow.models import ProcessInstance
 
 log = logging.getLogger(__name__)
@@ -224,8 +226,16 @@ def assign_owners(exceptions: Sequence[ReadingException], *, at: datetime) -> No
 
 # --- books and plans -----------------------------------------------------------------------------
 def _check_book_fields(
-    errors: list[FieldError], *, org: Org | None, reading_day: Any, reader: User | None, method: str
+    errors: list[FieldError],
+    *,
+    org: Org | None,
+    reading_day: Any,
+    reader: User | None,
+    method: str,
+    auditor: User | None = None,
 ) -> None:
+    if auditor is not None and not auditor.has_role("billing_auditor"):
+        errors.append(FieldError("auditor", f"{auditor} is not a billing auditor"))
     if org is not None and org.level != Org.Level.STATION:
         errors.append(FieldError("org", "a reading book belongs to a station (供电所)"))
     if not isinstance(reading_day, int) or isinstance(reading_day, bool) or not 1 <= reading_day <= 28:
@@ -246,6 +256,7 @@ def create_book(
     reader: User | None = None,
     method: str = ReadingMethod.MANUAL,
     at: datetime,
+    auditor: User | None = None,
 ) -> ReadingBook:
     errors: list[FieldError] = []
     if not code or len(code) > 20:
@@ -254,12 +265,20 @@ def create_book(
         errors.append(FieldError("code", f"reading book {code} already exists"))
     if not name or len(name) > 100:
         errors.append(FieldError("name", "is required, at most 100 characters"))
-    _check_book_fields(errors, org=org, reading_day=reading_day, reader=reader, method=method)
+    _check_book_fields(
+        errors, org=org, reading_day=reading_day, reader=reader, method=method, auditor=auditor
+    )
     if errors:
         raise UnableToManageBook(errors)
     with transaction.atomic():
         book = ReadingBook.objects.create(
-            code=code, name=name, org=org, reading_day=reading_day, reader=reader, method=method
+            code=code,
+            name=name,
+            org=org,
+            reading_day=reading_day,
+            reader=reader,
+            method=method,
+            auditor=auditor,
         )
         audit.record(
             actor=actor, action="reading_book.create", target=book, after=audit.snapshot(book), at=at
@@ -270,12 +289,13 @@ def create_book(
 def update_book(
     *, actor: User | None, book: ReadingBook, changes: Mapping[str, Any], at: datetime
 ) -> ReadingBook:
-    allowed = {"name", "reading_day", "reader", "method", "active"}
+    allowed = {"name", "reading_day", "reader", "method", "active", "auditor"}
     errors = [FieldError(k, "cannot be changed") for k in changes if k not in allowed]
     merged = {
         "reading_day": changes.get("reading_day", book.reading_day),
         "reader": changes.get("reader", book.reader),
         "method": changes.get("method", book.method),
+        "auditor": changes.get("auditor", book.auditor),
     }
     _check_book_fields(errors, org=None, **merged)
     if "name" in changes and not (changes["name"] and len(changes["name"]) <= 100):
@@ -527,21 +547,24 @@ def mark_not_read(
     if reason not in ("no_access", "meter_fault"):
         raise UnableToRecordReading([FieldError("reason", "must be no_access or meter_fault")])
     with transaction.atomic():
-        exc, created = ReadingException.objects.get_or_create(
+        exc = ReadingException.objects.filter(
             metering_point=point,
             reading_date=reading_date,
             rule=reason,
             reading=None,
             state=ReadingException.State.OPEN,
-            defaults={
-                "org_id": point.org_id,
-                "detail": (f"{rules.FAULT_FLAGS[reason]}: {note}" if note else rules.FAULT_FLAGS[reason])[
-                    :300
-                ],
-                "created_at": at,
-            },
-        )
-        if created:
+        ).first()
+        if exc is None:
+            exc = ReadingException(
+                metering_point=point,
+                reading_date=reading_date,
+                rule=reason,
+                org_id=point.org_id,
+                detail=(f"{rules.FAULT_FLAGS[reason]}: {note}" if note else rules.FAULT_FLAGS[reason])[:300],
+                created_at=at,
+            )
+            assign_owners([exc], at=at)
+            exc.save()
             audit.record(actor=actor, action=f"reading.{reason}", target=exc, reason=note, at=at)
     return exc
 
@@ -1127,19 +1150,19 @@ def flag_missing(*, on: date, at: datetime, plans: Iterable[ReadingPlan] | None 
             )
             todo = sorted(members - read - flagged)
             orgs = dict(MeteringPoint.objects.filter(pk__in=todo).values_list("pk", "org_id"))
-            ReadingException.objects.bulk_create(
-                [
-                    ReadingException(
-                        org_id=orgs[pid],
-                        metering_point_id=pid,
-                        reading_date=plan.planned_date,
-                        rule=ReadingException.Rule.MISSING,
-                        detail=f"抄表段 {plan.book.code} {plan.month:%Y-%m} 截止 {on} 未抄",
-                        created_at=at,
-                    )
-                    for pid in todo
-                ]
-            )
+            rows = [
+                ReadingException(
+                    org_id=orgs[pid],
+                    metering_point_id=pid,
+                    reading_date=plan.planned_date,
+                    rule=ReadingException.Rule.MISSING,
+                    detail=f"抄表段 {plan.book.code} {plan.month:%Y-%m} 截止 {on} 未抄",
+                    created_at=at,
+                )
+                for pid in todo
+            ]
+            assign_owners(rows, at=at)
+            ReadingException.objects.bulk_create(rows, batch_size=2000)
             created += len(todo)
     return created
 
@@ -1204,7 +1227,8 @@ def decide_exception(
                     .exclude(decision=ReadingException.Decision.ACCEPT)
                     .exclude(state=ReadingException.State.OPEN)
                     .filter(
-                        decision__in=[ReadingException.Decision.REREAD, ReadingException.Decision.SITE_CHECK]
+                        Q(decision=ReadingException.Decision.REREAD)
+                        | Q(decision=ReadingException.Decision.SITE_CHECK, check_result="")
                     )
                     .exists()
                 )
@@ -1232,6 +1256,18 @@ def decide_exception(
             )
             validate_readings(reading_ids=[reading.pk], at=at)
             reading.refresh_from_db()
+        elif decision == ReadingException.Decision.SITE_CHECK:
+            orders = [
+                r
+                for _, r in site_check_requested.send(
+                    sender=ReadingException, exception=exc, actor=actor, at=at, note=note
+                )
+                if r is not None
+            ]
+            if not orders:
+                raise UnableToDecide([FieldError("decision", "no site-check work order can be opened")])
+            exc.work_order = orders[0]
+            exc.save(update_fields=["work_order"])
         audit.record(
             actor=actor,
             action=f"reading_exception.{decision}",
@@ -1240,9 +1276,131 @@ def decide_exception(
             after={
                 "rule": exc.rule,
                 "decision": decision,
+                **({"work_order": exc.work_order.number} if exc.work_order_id else {}),
                 **(audit.snapshot(reading, [*list(VALUE_FIELDS), "status"]) if reading else {}),
             },
             reason=note,
+            at=at,
+        )
+    return exc
+
+
+SITE_CHECK_RESULTS = CHECK_RESULTS
+
+
+def record_site_check_result(
+    *,
+    actor: User | None,
+    exception_id: int,
+    result: str,
+    at: datetime,
+    actual_total: Any = None,
+    findings: str = "",
+) -> ReadingException:
+    """The outcome of the site-check work order sent for an exception (called when that order's
+    check step completes): `confirmed` accepts the held reading, `wrong_reading` corrects its total
+    to `actual_total` and validates it again; any other finding opens a follow-up exception (rule
+    site_check, with its owner and deadline) for the auditor to estimate or correct. Idempotent."""
+    errors = []
+    if result not in SITE_CHECK_RESULTS:
+        errors.append(FieldError("result", f"must be one of {', '.join(SITE_CHECK_RESULTS)}"))
+    total = None
+    if result == "wrong_reading":
+        parsed, errs = parse_values({"total": actual_total}, base="actual_")
+        errors += errs
+        total = parsed.get("total")
+        if total is None and not errs:
+            errors.append(FieldError("actual_total", "the reading found on site is required"))
+    if errors:
+        raise UnableToDecide(errors)
+    with transaction.atomic():
+        exc = ReadingException.objects.select_for_update().select_related("work_order").get(pk=exception_id)
+        if exc.decision != ReadingException.Decision.SITE_CHECK or exc.work_order_id is None:
+            raise UnableToDecide([FieldError("exception", "no site check was sent for this exception")])
+        if exc.check_result:
+            return exc
+        exc.check_result = result
+        exc.save(update_fields=["check_result"])
+        reading = MeterReading.objects.select_for_update().get(pk=exc.reading_id) if exc.reading_id else None
+        before = audit.snapshot(reading, [*list(VALUE_FIELDS), "status"]) if reading else None
+        held = reading is not None and reading.status == MeterReading.Status.EXCEPTION
+        label = f"现场核查 {exc.work_order.number}: {SITE_CHECK_RESULTS[result]}"
+        if held and result == "confirmed":
+            if not ReadingException.objects.filter(
+                reading=reading, state=ReadingException.State.OPEN
+            ).exists():
+                reading.status = MeterReading.Status.ACCEPTED
+                reading.save(update_fields=["status"])
+                _notify_billable([reading])
+        elif held and result == "wrong_reading":
+            reading.total = total
+            reading.status = MeterReading.Status.PENDING_VALIDATION
+            reading.note = label[:200]
+            reading.save(update_fields=["total", "status", "note"])
+            ReadingException.objects.filter(reading=reading, state=ReadingException.State.OPEN).update(
+                state=ReadingException.State.CLOSED,
+                decision=ReadingException.Decision.CORRECT,
+                decided_at=at,
+                decision_note=label[:300],
+            )
+            validate_readings(reading_ids=[reading.pk], at=at)
+        elif result != "confirmed":
+            follow = ReadingException(
+                org_id=exc.org_id,
+                metering_point_id=exc.metering_point_id,
+                reading=reading,
+                reading_date=exc.reading_date,
+                rule=ReadingException.Rule.SITE_CHECK,
+                detail=(f"{label}; {findings}" if findings else label)[:300],
+                created_at=at,
+                owner_id=exc.owner_id,
+            )
+            assign_owners([follow], at=at)
+            follow.save()
+        if reading is not None:
+            reading.refresh_from_db()
+        audit.record(
+            actor=actor,
+            action="reading_exception.site_check_result",
+            target=exc,
+            before=before,
+            after={
+                "result": result,
+                "findings": findings[:200],
+                "work_order": exc.work_order.number,
+                **(audit.snapshot(reading, [*list(VALUE_FIELDS), "status"]) if reading else {}),
+            },
+            at=at,
+        )
+    return exc
+
+
+def assign_exception(
+    *, actor: User, exception: ReadingException, owner: User, at: datetime
+) -> ReadingException:
+    """Hand an open exception to another auditor (audited)."""
+    errors = []
+    if not actor.has_role("manager", "administrator", "billing_auditor"):
+        errors.append(FieldError("actor", "only an auditor or manager hands exceptions over"))
+    if not owner.is_active or not owner.has_role(*AUDITOR_ROLES):
+        errors.append(FieldError("owner", f"{owner} is not an active billing auditor or manager"))
+    elif not DataScope.for_user(owner).contains_org(exception.org):
+        errors.append(FieldError("owner", f"{owner} cannot see {exception.org.name}"))
+    if errors:
+        raise UnableToDecide(errors)
+    with transaction.atomic():
+        exc = ReadingException.objects.select_for_update().get(pk=exception.pk)
+        if exc.state != ReadingException.State.OPEN:
+            raise UnableToDecide([FieldError("exception", "this exception is already decided")])
+        before = {"owner": str(exc.owner) if exc.owner_id else None}
+        exc.owner = owner
+        exc.save(update_fields=["owner"])
+        audit.record(
+            actor=actor,
+            action="reading_exception.assign",
+            target=exc,
+            before=before,
+            after={"owner": str(owner)},
             at=at,
         )
     return exc

@@ -5,6 +5,7 @@ Thin: parse, call one service or query, render."""
 from __future__ import annotations
 
 from datetime import date
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -274,8 +275,20 @@ def import_page(request: HttpRequest) -> HttpResponse:
 def exceptions_queue(request: HttpRequest) -> HttpResponse:
     state = request.GET.get("state", "open")
     rule = request.GET.get("rule", "")
-    qs = queries.exceptions(request.user, state=state, rule=rule)
+    mine = request.GET.get("who") == "mine"
+    overdue = request.GET.get("overdue") == "1"
+    today = timezone.localdate()
+    qs = queries.exceptions(
+        request.user,
+        state=state,
+        rule=rule,
+        owner=request.user if mine else None,
+        overdue_on=today if overdue else None,
+    )
     page = Paginator(qs, 50).get_page(request.GET.get("page"))
+    query = urlencode(
+        {"state": state, "rule": rule, "who": "mine" if mine else "", "overdue": "1" if overdue else ""}
+    )
     return render(
         request,
         "readings/exceptions.html",
@@ -283,9 +296,14 @@ def exceptions_queue(request: HttpRequest) -> HttpResponse:
             "page": page,
             "state": state,
             "rule": rule,
+            "mine": mine,
+            "overdue": overdue,
+            "today": today,
+            "query": query,
             "rules": ReadingException.Rule.choices,
             "decisions": ReadingException.Decision.choices,
             "counts": queries.open_exception_counts(request.user),
+            "overdue_total": queries.overdue_count(request.user, today=today),
             "can_decide": request.user.has_role(*services.AUDITOR_ROLES),
         },
     )

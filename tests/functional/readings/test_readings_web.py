@@ -192,3 +192,27 @@ def test_api_books_readings_exceptions_and_commands(world, login, rf):
         f"/api/v1/readings/billing-inputs?start=2026-03-01&end=2026-04-01&point_ids={world.points[0].pk}"
     )
     assert bi.status_code == 200 and bi.json()[0]["reason"] == "no_start_reading"
+
+
+def test_queue_shows_owner_deadline_and_overdue(world, login):
+    c = login(world.auditor)
+    long_ago = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+    rs.record_reading(
+        actor=None,
+        point=world.points[0],
+        reading_date=date(2026, 2, 25),
+        values={"total": "5"},
+        fault_flags=["voltage_loss"],
+        at=long_ago,
+    )
+    page = c.get(reverse("readings:exceptions") + "?overdue=1").content.decode()
+    assert "李核算" in page and "2026-03-05" in page and "超期" in page
+    assert "没有异常" in c.get(reverse("readings:exceptions") + "?who=mine&rule=jump").content.decode()
+    api = c.get("/api/v1/readings/exceptions?mine=true&overdue=true").json()
+    assert api[0]["owner_name"] == "李核算" and api[0]["due_on"] == "2026-03-05" and api[0]["overdue"]
+    r = c.post(
+        f"/api/v1/readings/exceptions/{api[0]['id']}/owner",
+        {"owner_id": world.reader.pk},
+        content_type="application/json",
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["path"] == "owner"
