@@ -169,6 +169,17 @@ class ImportOut(Schema):
     errors: list[dict[str, Any]]
 
 
+class BillingSegmentOut(Schema):
+    start_date: date | None
+    end_date: date | None
+    meter_id: int | None
+    multiplier: str
+    kwh: str
+    basis: str
+    kwh_by_rate: dict[str, str] | None = None
+    kvarh: str | None = None
+
+
 class BillingReadingOut(Schema):
     point_id: int
     billable: bool
@@ -183,6 +194,9 @@ class BillingReadingOut(Schema):
     kvarh: str | None
     max_demand_kw: str | None
     estimated: bool
+    meter_changed: bool = False
+    multiplier_changed: bool = False
+    segments: list[BillingSegmentOut] = []
 
 
 class TerminalIn(Schema):
@@ -509,6 +523,21 @@ def billing_inputs(request, start: date, end: date, point_ids: list[int] = Query
             "kvarh": _s(b.kvarh),
             "max_demand_kw": _s(b.max_demand_kw),
             "estimated": b.estimated,
+            "meter_changed": b.meter_changed,
+            "multiplier_changed": b.multiplier_changed,
+            "segments": [
+                {
+                    "start_date": s.start_date,
+                    "end_date": s.end_date,
+                    "meter_id": s.meter_id,
+                    "multiplier": _s(s.multiplier),
+                    "kwh": _s(s.kwh),
+                    "basis": s.basis,
+                    "kwh_by_rate": {k: _s(v) for k, v in s.kwh_by_rate.items()} if s.kwh_by_rate else None,
+                    "kvarh": _s(s.kvarh),
+                }
+                for s in b.segments
+            ],
         }
         for b in out.values()
     ]

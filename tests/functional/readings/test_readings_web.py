@@ -192,6 +192,7 @@ def test_api_books_readings_exceptions_and_commands(world, login, rf):
         f"/api/v1/readings/billing-inputs?start=2026-03-01&end=2026-04-01&point_ids={world.points[0].pk}"
     )
     assert bi.status_code == 200 and bi.json()[0]["reason"] == "no_start_reading"
+    assert bi.json()[0]["segments"] == [] and bi.json()[0]["meter_changed"] is False
 
 
 def test_queue_shows_owner_deadline_and_overdue(world, login):
