@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = services.run_versions(run.pk)
     wrong = 0
     for b in Bill.objects.filter(pk__in=sample).prefetch_related("lines"):
-        results = calc.scalar_rate(b.trace, versions)
+        results = calc.scalar_rate(b.full_trace, versions)
         expected = [(s, ln.code, ln.quantity, ln.price, ln.amount) for s, r in results for ln in r.lines]
         got = [(ln.segment, ln.code, ln.quantity, ln.price, ln.amount) for ln in b.lines.all()]
         if got != expected or b.amount != sum(r.total for _, r in results):

@@ -276,7 +276,7 @@ def get_bill(request, bill_id: int):
         }
         for ln in b.lines.all()
     ]
-    return {**_bill_out(b), "lines": lines, "trace": b.trace}
+    return {**_bill_out(b), "lines": lines, "trace": b.full_trace}
 
 
 @router.post("/bill-approvals", summary="Approve bills (all or nothing)")

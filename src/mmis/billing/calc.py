@@ -468,6 +468,121 @@ def build_trace(b: BillResult) -> dict[str, Any]:
     }
 
 
+# --- compact trace --------------------------------------------------------------------------------
+# A bill stores its trace compactly (`"v": 2`): no null values, no null registers, and no segment
+# list when the bill is one segment over its whole period that follows from the bill's own fields
+# (period, tariff version, energy) and the readings part. `expand_trace` gives back exactly what
+# `build_trace` built; a trace without "v" (written before) is already expanded.
+TRACE_VERSION = 2
+REGISTER_NAMES = ("total", "sharp", "peak", "flat", "valley", "reactive")
+_R_KEYS = ("start", "end", "mult", "kwh", "tou", "kvarh", "md", "est")
+_P_KEYS = ("bm", "pf", "bq", "cap", "cd", "persons")
+
+
+def _compact_regs(regs: Any) -> Any:
+    """The six registers of a reading without the empty ones; anything else kept as it is."""
+    if not regs:
+        return None
+    if isinstance(regs, dict) and set(regs) == set(REGISTER_NAMES):
+        return {k: v for k, v in regs.items() if v is not None}
+    return {"=": regs}
+
+
+def _expand_regs(regs: Any) -> Any:
+    if regs is None:
+        return {}
+    if "=" in regs:
+        return regs["="]
+    return {k: regs.get(k) for k in REGISTER_NAMES}
+
+
+def default_segment(
+    t: dict, *, period_start: date, period_end: date, version_id: int, energy_e4: int
+) -> dict[str, Any]:
+    """The one segment a compact trace leaves out: the bill's whole period at its tariff version."""
+    r = t.get("r", {})
+    return {
+        "start": period_start.isoformat(),
+        "end": period_end.isoformat(),
+        "v": version_id,
+        "vl": t.get("vl", ""),
+        "kwh": fmt4(energy_e4),
+        "tou": r.get("tou") if t.get("st") else None,
+        "kvarh": r.get("kvarh") or "0.0000",
+        "md": r.get("md") or "0.0000",
+        "ytd": t.get("ytd", "0.0000"),
+        "ch": False,
+    }
+
+
+def compact_trace(
+    full: dict, *, period_start: date, period_end: date, version_id: int, energy_e4: int
+) -> dict[str, Any]:
+    """The stored form of `build_trace`'s dict (see `expand_trace`)."""
+    r = full["r"]
+    out: dict[str, Any] = {"v": TRACE_VERSION}
+    cr = {"start": _compact_regs(r.get("start")), "end": _compact_regs(r.get("end"))}
+    for k in _R_KEYS[2:]:
+        v = r.get(k)
+        if v is not None and v is not False:
+            cr[k] = v
+    out["r"] = {k: v for k, v in cr.items() if v is not None}
+    if full.get("loss") is not None:
+        out["loss"] = full["loss"]
+    out["p"] = {k: v for k, v in full["p"].items() if v is not None}
+    segs = full.get("seg") or []
+    if len(segs) == 1:
+        s = segs[0]
+        probe = {**out, "vl": s.get("vl", "")}
+        if s.get("tou") is not None:
+            probe["st"] = 1
+        if s.get("ytd") not in (None, "0.0000"):
+            probe["ytd"] = s["ytd"]
+        kw = {"period_start": period_start, "period_end": period_end, "version_id": version_id}
+        if default_segment(probe, **kw, energy_e4=energy_e4) == s:
+            out = probe
+        else:
+            out["seg"] = segs
+    else:
+        out["seg"] = segs
+    if full.get("pfv") is not None:
+        out["pfv"] = full["pfv"]
+    return out
+
+
+def expand_trace(
+    t: dict | None, *, period_start: date, period_end: date, version_id: int, energy_kwh: Decimal
+) -> dict[str, Any]:
+    """A bill's stored trace as `build_trace` built it: readings → energy → tariff → segments."""
+    if not t or t.get("v") != TRACE_VERSION:
+        return t or {}
+    r = t.get("r", {})
+    out: dict[str, Any] = {
+        "r": {
+            "start": _expand_regs(r.get("start")),
+            "end": _expand_regs(r.get("end")),
+            **{k: r.get(k) for k in _R_KEYS[2:7]},
+            "est": bool(r.get("est", False)),
+        },
+        "loss": t.get("loss"),
+        "p": {k: t.get("p", {}).get(k) for k in _P_KEYS},
+    }
+    if "seg" in t:
+        out["seg"] = t["seg"]
+    else:
+        out["seg"] = [
+            default_segment(
+                t,
+                period_start=period_start,
+                period_end=period_end,
+                version_id=version_id,
+                energy_e4=to_scaled(energy_kwh),
+            )
+        ]
+    out["pfv"] = t.get("pfv")
+    return out
+
+
 # --- scalar reference -----------------------------------------------------------------------------
 def scalar_tariff(version: TariffVersion, trace: dict, chained: bool) -> Tariff:
     p = trace["p"]

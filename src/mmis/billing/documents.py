@@ -45,7 +45,8 @@ def bill_pdf(bill: Bill) -> bytes:
         Paragraph("Electricity bill", sub),
         Spacer(1, 6 * mm),
     ]
-    segs = (bill.trace or {}).get("seg") or [{}]
+    trace = bill.full_trace
+    segs = trace.get("seg") or [{}]
     version = segs[-1].get("vl") or f"版本 {bill.tariff_version_id}"
     last_day = bill.period_end - timedelta(days=1)  # the period is [start, end)
     small = ParagraphStyle("a", fontName=font, fontSize=9, leading=11)
@@ -73,7 +74,7 @@ def bill_pdf(bill: Bill) -> bytes:
         )
     )
     story += [t, Spacer(1, 5 * mm)]
-    r = (bill.trace or {}).get("r", {})
+    r = trace.get("r", {})
     reading_rows = [["起码 Start", "止码 End", "倍率 Multiplier", "电量 kWh", "估抄 Estimated"]]
     reading_rows.append(
         [

@@ -270,6 +270,9 @@ def _fast(point_id: int, r: Any) -> PointReading:
         end=r.end or {},
         start_date=r.start_date,
         end_date=r.end_date,
+        multiplier_changed=bool(
+            getattr(r, "multiplier_changed", False) or getattr(r, "meter_changed", False)
+        ),
     )
 
 

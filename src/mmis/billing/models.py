@@ -146,13 +146,24 @@ class Bill(models.Model):
         SETTLED = "settled", _("已结清")
         RETURNED = "returned", _("退回重抄")
 
-    number = models.CharField(_("账单号"), max_length=24, unique=True)
-    run = models.ForeignKey(BillingRun, on_delete=models.PROTECT, related_name="bill_set")
-    partition = models.ForeignKey(RunPartition, on_delete=models.PROTECT, related_name="bill_set")
-    org = models.ForeignKey(Org, on_delete=models.PROTECT, verbose_name=_("单位"))
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
-    point = models.ForeignKey(MeteringPoint, on_delete=models.PROTECT, related_name="+")
+    # A run writes bills by the hundred thousand (COPY): the references below are kept by the
+    # writer (ids read in the same transaction) and by Django (PROTECT), not by per-row foreign-key
+    # triggers, and the FK indexes that composite indexes cover are left out.
+    number = models.CharField(_("账单号"), max_length=24)
+    run = models.ForeignKey(
+        BillingRun, on_delete=models.PROTECT, related_name="bill_set", db_constraint=False, db_index=False
+    )
+    partition = models.ForeignKey(
+        RunPartition, on_delete=models.PROTECT, related_name="bill_set", db_constraint=False, db_index=False
+    )
+    org = models.ForeignKey(Org, on_delete=models.PROTECT, verbose_name=_("单位"), db_constraint=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+", db_constraint=False)
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
+    )
+    point = models.ForeignKey(
+        MeteringPoint, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
+    )
     period_start = models.DateField(_("计费期起"))
     period_end = models.DateField(_("计费期止"))
     tariff_code = models.CharField(_("电价码"), max_length=20)
@@ -180,7 +191,8 @@ class Bill(models.Model):
         verbose_name = _("电费账单")
         verbose_name_plural = _("电费账单")
         constraints = [
-            models.UniqueConstraint(fields=["point", "period_start"], name="billing_bill_point_month")
+            models.UniqueConstraint(fields=["point", "period_start"], name="billing_bill_point_month"),
+            models.UniqueConstraint(fields=["number"], name="billing_bill_number"),
         ]
         indexes = [
             models.Index(fields=["partition", "state"]),
@@ -199,9 +211,22 @@ class Bill(models.Model):
     def is_immutable(self) -> bool:
         return self.state in (self.State.ISSUED, self.State.SETTLED)
 
+    @property
+    def full_trace(self) -> dict:
+        """The calculation trace as `calc.build_trace` built it (stored compactly)."""
+        from mmis.billing.calc import expand_trace
+
+        return expand_trace(
+            self.trace,
+            period_start=self.period_start,
+            period_end=self.period_end,
+            version_id=self.tariff_version_id,
+            energy_kwh=self.energy_kwh,
+        )
+
 
 class BillLine(models.Model):
-    bill = models.ForeignKey(Bill, on_delete=models.CASCADE, related_name="lines")
+    bill = models.ForeignKey(Bill, on_delete=models.CASCADE, related_name="lines", db_constraint=False)
     seq = models.PositiveSmallIntegerField()
     segment = models.PositiveSmallIntegerField(default=0)  # index of the prorated segment
     code = models.CharField(max_length=60)
@@ -219,7 +244,7 @@ class BillLine(models.Model):
 class AuditFlag(models.Model):
     """Why a bill is held for a billing auditor (DOMAIN §4.2)."""
 
-    bill = models.ForeignKey(Bill, on_delete=models.CASCADE, related_name="audit_flags")
+    bill = models.ForeignKey(Bill, on_delete=models.CASCADE, related_name="audit_flags", db_constraint=False)
     code = models.CharField(max_length=30)
     message = models.CharField(max_length=200)
     weight = models.PositiveSmallIntegerField(default=1)

@@ -145,7 +145,7 @@ def line_label(code: str) -> str:
 
 def trace_steps(bill: Bill) -> list[dict[str, Any]]:
     """The bill explained: readings → energy → tariff version → lines → total."""
-    t = bill.trace or {}
+    t = bill.full_trace
     r = t.get("r", {})
     steps = [
         {

@@ -9,6 +9,7 @@ exactly its own output, a killed attempt leaves nothing behind, and an issued bi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -20,11 +21,11 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from mmis.billing import calc, rules, writer
+from mmis.billing import bulk, calc, rules, writer
 from mmis.billing.inputs import PointReading, Source, TariffVersion, source
 from mmis.billing.models import (
     AuditRule,
@@ -43,6 +44,7 @@ from mmis.org.models import Org, User
 
 log = logging.getLogger(__name__)
 
+PIPELINE = True  # in-process on PostgreSQL: calculate the next partition while writing this one
 PARTITION_MAX_POINTS = 5000  # a reading book larger than this is split
 PARTITION_TARGET_POINTS = 3000  # small books of one org are packed together up to this size
 PAYMENT_TERM_DEFAULT_DAYS = {"residential": 20, "agricultural": 20, "general_ci": 15, "large_industry": 10}
@@ -175,10 +177,14 @@ def run_in_process(run: BillingRun, *, progress: Callable[[RunPartition], None] 
     """Every partition not done yet, here, one after the other (also how a killed run resumes)."""
     _CACHE["run"] = None
     mark_started(run)
-    for pid in pending_partitions(run):
-        p = process_partition(pid)
-        if progress:
-            progress(p)
+    ids = pending_partitions(run)
+    if PIPELINE and len(ids) > 1 and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        _run_pipelined(ids, progress)
+    else:
+        for pid in ids:
+            p = process_partition(pid)
+            if progress:
+                progress(p)
     run.refresh_from_db()
     return run
 
@@ -286,7 +292,8 @@ def _load(point_ids: list[int], month: Period) -> _Inputs:
 class _Tariffs:
     """Tariff versions in force per (org, day), cached; the spans of a code over a period."""
 
-    def __init__(self) -> None:
+    def __init__(self, month: Period | None = None) -> None:
+        self.month = month
         self.by_day: dict[tuple[int, date], dict[str, TariffVersion]] = {}
         self.spans: dict[tuple[int, str, Period], list | None] = {}
         self.orgs: dict[int, Org] = {}
@@ -304,6 +311,17 @@ class _Tariffs:
         key = (org_id, code, period)
         if key in self.spans:
             return self.spans[key]
+        m = self.month
+        if m is not None and m.start < period.start and period.end <= m.end:
+            # a period starting inside the run's month (a point energised on the 10th): the same
+            # version on the month's first and last day is in force on every day between, so the
+            # catalog is read twice per org, not once per day
+            first = self.in_force(org_id, m.start).get(code)
+            last = self.in_force(org_id, m.end - timedelta(days=1)).get(code)
+            if first is not None and last is not None and first.version_id == last.version_id:
+                self.used[first.version_id] = first
+                self.spans[key] = [(period, first)]
+                return self.spans[key]
         spans: list[tuple[Period, TariffVersion]] | None = []
         cur = period.start
         while cur < period.end:
@@ -324,12 +342,12 @@ class _Tariffs:
 _CACHE: dict[str, Any] = {"run": None}
 
 
-def _run_cache(run_id: int) -> tuple[_Tariffs, dict[int, dict]]:
+def _run_cache(run_id: int, month: Period | None = None) -> tuple[_Tariffs, dict[int, dict]]:
     """Tariffs in force and audit rules, cached for the partitions of one run that this process
     calculates (a run prices with the catalog as it was when it started)."""
     key = (run_id, id(source()))
     if _CACHE["run"] != key:
-        _CACHE.update(run=key, tariffs=_Tariffs(), rules={})
+        _CACHE.update(run=key, tariffs=_Tariffs(month), rules={})
     return _CACHE["tariffs"], _CACHE["rules"]
 
 
@@ -358,113 +376,235 @@ def process_partition(partition_id: int, *, worker: str | None = None) -> RunPar
             p = RunPartition.objects.select_for_update().select_related("run").get(pk=partition_id)
             if p.state == RunPartition.State.DONE:  # another worker finished it meanwhile
                 return p
-            result = _calculate(p)
-            _write(p, result)
-            p.state = RunPartition.State.DONE
-            p.attempt += 1
-            p.worker, p.started_at, p.error = worker, started, ""
-            p.finished_at = timezone.now()
-            p.seconds = time.perf_counter() - t0
-            for k, v in result.counters.items():
-                setattr(p, k, v)
-            p.save()
-            refresh_run(p.run_id)
+            _apply(p, _prepare(p), worker=worker, started=started, t0=t0)
         return p
     except Exception as exc:
-        log.exception("billing partition %s failed", partition_id)
-        with transaction.atomic():
-            RunPartition.objects.filter(pk=partition_id).update(
-                state=RunPartition.State.FAILED,
-                attempt=models.F("attempt") + 1,
-                worker=worker,
-                started_at=started,
-                error=f"{type(exc).__name__}: {exc}"[:2000],
-                finished_at=timezone.now(),
-            )
-            p = RunPartition.objects.get(pk=partition_id)
-            refresh_run(p.run_id)
-        return p
+        return _failed(partition_id, exc, worker=worker, started=started)
 
 
 @dataclass
-class _Result:
-    bills: list[calc.BillResult]
-    set_aside: list[calc.SetAside]
+class _Prepared:
+    """A calculated partition, ready to write: its rows, counters and the tariff versions used."""
+
+    rows: tuple[list, list, list, list]
     versions: dict[int, TariffVersion]
     counters: dict[str, Any]
 
 
+def _prepare(p: RunPartition) -> _Prepared:
+    """Calculate the partition and format its rows (reads only; bill ids from the sequence)."""
+    result = _calculate(p)
+    return _Prepared(_rows(p, result), result.versions, result.counters)
+
+
+def _apply(p: RunPartition, prepared: _Prepared, *, worker: str, started: datetime, t0: float) -> None:
+    """Inside the partition's transaction, with its row locked: replace its drafts by the rows."""
+    _write(p, prepared)
+    p.state = RunPartition.State.DONE
+    p.attempt += 1
+    p.worker, p.started_at, p.error = worker, started, ""
+    p.finished_at = timezone.now()
+    p.seconds = time.perf_counter() - t0
+    for k, v in prepared.counters.items():
+        setattr(p, k, v)
+    p.save()
+    refresh_run(p.run_id)
+
+
+def _failed(partition_id: int, exc: Exception, *, worker: str, started: datetime) -> RunPartition:
+    log.error("billing partition %s failed", partition_id, exc_info=exc)
+    with transaction.atomic():
+        RunPartition.objects.filter(pk=partition_id).update(
+            state=RunPartition.State.FAILED,
+            attempt=models.F("attempt") + 1,
+            worker=worker,
+            started_at=started,
+            error=f"{type(exc).__name__}: {exc}"[:2000],
+            finished_at=timezone.now(),
+        )
+        p = RunPartition.objects.get(pk=partition_id)
+        refresh_run(p.run_id)
+    return p
+
+
+def _run_pipelined(ids: list[int], progress: Callable[[RunPartition], None] | None) -> None:
+    """The in-process run on PostgreSQL as a two-stage pipeline: a thread calculates the next
+    partition (its reads, NumPy and the COPY text) while this one writes the previous (delete, COPY,
+    commit), so the database's work and Python's overlap. Each write is still ONE transaction with
+    the partition row locked; a partition another worker finished meanwhile is not written again."""
+    import queue
+    import threading
+
+    from django.db import connections
+
+    worker = worker_name()[:100]
+    ready: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def calculate() -> None:
+        try:
+            for pid in ids:
+                if stop.is_set():
+                    break
+                t0, started = time.perf_counter(), timezone.now()
+                try:
+                    p = RunPartition.objects.select_related("run").get(pk=pid)
+                    item = (pid, None if p.state == RunPartition.State.DONE else _prepare(p), None)
+                except Exception as exc:
+                    item = (pid, None, exc)
+                ready.put((*item, t0, started))
+        finally:
+            ready.put(None)
+            connections.close_all()
+
+    thread = threading.Thread(target=calculate, name="billing-calculate", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not None:
+            pid, prepared, error, t0, started = item
+            if error is not None:
+                p = _failed(pid, error, worker=worker, started=started)
+            elif prepared is None:
+                p = RunPartition.objects.get(pk=pid)
+            else:
+                try:
+                    with transaction.atomic():
+                        p = RunPartition.objects.select_for_update().select_related("run").get(pk=pid)
+                        if p.state != RunPartition.State.DONE:
+                            _apply(p, prepared, worker=worker, started=started, t0=t0)
+                except Exception as exc:
+                    p = _failed(pid, exc, worker=worker, started=started)
+            if progress:
+                progress(p)
+    finally:
+        stop.set()
+        while thread.is_alive():  # let the calculating thread finish its partition and stop
+            with contextlib.suppress(queue.Empty):
+                ready.get(timeout=0.1)
+        thread.join()
+
+
+@dataclass
+class _Result:
+    bills: list[calc.BillResult]  # the per-point path's bills
+    set_aside: list[calc.SetAside]
+    versions: dict[int, TariffVersion]
+    counters: dict[str, Any]
+    block: bulk.Block | None = None  # the set-based path's bills
+    cols: bulk.Cols | None = None
+
+
+SET_BASED = True  # False: every point through the per-point path (tests compare the two)
+
+
+def _rule_set(org_id: int, month: Period, tariffs: _Tariffs, rule_cache: dict[int, dict]) -> dict:
+    if org_id not in rule_cache:
+        org = tariffs.orgs.get(org_id) or Org.objects.get(pk=org_id)
+        tariffs.orgs[org_id] = org
+        rule_cache[org_id] = rules.effective_rules(audit_rules_for(org, month.start))
+    return rule_cache[org_id]
+
+
 def _calculate(p: RunPartition) -> _Result:
+    """The partition's inputs in one query, the usual points rated and audited set-based
+    (`bulk`), the others (set aside, prorated, nested, …) point by point (`calc`)."""
     run = p.run
     month = run.period
-    inp = _load(list(p.point_ids), month)
-    tariffs, rule_cache = _run_cache(run.pk)
+    tariffs, rule_cache = _run_cache(run.pk, month)
+    point_ids = list(p.point_ids)
+    block = cols = None
+    skipped = 0
+    if SET_BASED:
+        src = source()
+        real = type(src).billing_inputs is Source.billing_inputs
+        cols = bulk.load(point_ids, month, with_readings=real)
+        if real:
+            bulk.compute_readings(cols)
+        else:
+            bulk.readings_from_source(cols, src.billing_inputs(point_ids=point_ids, period=month))
+        vid, used = bulk.plan(cols, month, tariffs.versions_at)
+        rule_sets = {
+            o: _rule_set(o, month, tariffs, rule_cache) for o in set(cols.c["org_id"][vid != 0].tolist())
+        }
+        block = bulk.rate_and_audit(cols, month, vid, used, rule_sets)
+        skipped = int(cols.c["issued"].sum())
+        point_ids = cols.ids()[cols.slow].tolist()
     bills: list[calc.BillResult] = []
     aside: list[calc.SetAside] = []
-    skipped = 0
-    for point in inp.points:
-        if point.id in inp.issued:
-            skipped += 1
-            continue
-        reading = inp.readings.get(point.id) or PointReading(point.id, reason="no_reading")
-        subs = [
-            inp.readings.get(s) or PointReading(s, reason="no_reading") for s in inp.subs.get(point.id, ())
-        ]
-        out = calc.prepare(
-            point=point,
-            reading=reading,
-            month=month,
-            versions_at=tariffs.versions_at,
-            history=inp.histories[point.id],
-            sub_kwh=subs,
-        )
-        (aside if isinstance(out, calc.SetAside) else bills).append(out)  # type: ignore[arg-type]
-    calc.rate_all(bills)
-    by_org: dict[int, list[calc.BillResult]] = defaultdict(list)
-    for b in bills:
-        by_org[b.point.org_id].append(b)
-    for org_id, group in by_org.items():
-        if org_id not in rule_cache:
-            org = tariffs.orgs.get(org_id) or Org.objects.get(pk=org_id)
-            rule_cache[org_id] = rules.effective_rules(audit_rules_for(org, month.start))
-        calc.audit_all(group, inp.histories, rule_cache[org_id])
-    counters = {
-        "bills": len(bills),
-        "exceptions": len(aside),
-        "flagged": sum(1 for b in bills if b.flags),
-        "skipped_issued": skipped,
-        "energy_kwh": Decimal(sum(b.energy_e4 for b in bills)).scaleb(-4),
-        "amount": Decimal(sum(b.total_fen for b in bills)).scaleb(-2),
-    }
-    return _Result(bills, aside, dict(tariffs.used), counters)
-
-
-def _write(p: RunPartition, result: _Result) -> None:
-    run = p.run
-    writer.delete_partition_drafts(p.pk, list(p.point_ids), run.period_start, run.period_end)
-    existing = set(RunTariff.objects.filter(run=run).values_list("version_id", flat=True))
-    RunTariff.objects.bulk_create(
-        [
-            RunTariff(
-                run=run,
-                version_id=v.version_id,
-                code=v.code,
-                label=v.label,
-                effective_from=v.effective_from,
-                tariff=v.tariff.to_dict(),
-                basic_prices={k: str(x) for k, x in v.basic_prices.items()},
+    if point_ids:
+        inp = _load(point_ids, month)
+        for point in inp.points:
+            if point.id in inp.issued:
+                skipped += 1
+                continue
+            reading = inp.readings.get(point.id) or PointReading(point.id, reason="no_reading")
+            subs = [
+                inp.readings.get(s) or PointReading(s, reason="no_reading")
+                for s in inp.subs.get(point.id, ())
+            ]
+            out = calc.prepare(
+                point=point,
+                reading=reading,
+                month=month,
+                versions_at=tariffs.versions_at,
+                history=inp.histories[point.id],
+                sub_kwh=subs,
             )
-            for vid, v in result.versions.items()
-            if vid not in existing
-        ],
-        ignore_conflicts=True,
-    )
-    ids = writer.reserve_bill_ids(len(result.bills))
+            (aside if isinstance(out, calc.SetAside) else bills).append(out)  # type: ignore[arg-type]
+        calc.rate_all(bills)
+        by_org: dict[int, list[calc.BillResult]] = defaultdict(list)
+        for b in bills:
+            by_org[b.point.org_id].append(b)
+        for org_id, group in by_org.items():
+            calc.audit_all(group, inp.histories, _rule_set(org_id, month, tariffs, rule_cache))
+    fast_n = len(block) if block is not None else 0
+    energy = sum(b.energy_e4 for b in bills) + (int(block.energy.sum()) if fast_n else 0)
+    amount = sum(b.total_fen for b in bills) + (int(block.total.sum()) if fast_n else 0)
+    counters = {
+        "bills": len(bills) + fast_n,
+        "exceptions": len(aside),
+        "flagged": sum(1 for b in bills if b.flags) + (block.flagged if block is not None else 0),
+        "skipped_issued": skipped,
+        "energy_kwh": Decimal(energy).scaleb(-4),
+        "amount": Decimal(amount).scaleb(-2),
+    }
+    return _Result(bills, aside, dict(tariffs.used), counters, block, cols)
+
+
+def _rows(p: RunPartition, result: _Result) -> tuple[list, list, list, list]:
+    """The partition's bills, lines, flags and exceptions in the writer's column orders: the
+    set-based bills as ready COPY text on PostgreSQL, the per-point ones as tuples. Bill ids come
+    from the sequence (never rolled back, so a discarded calculation only leaves a gap)."""
+    run = p.run
+    fast_n = len(result.block) if result.block is not None else 0
+    ids = writer.reserve_bill_ids(fast_n + len(result.bills))
+    state = Bill.State.CALCULATED.value
+    bill_rows: list = []
+    line_rows: list = []
+    flag_rows: list = []
+    if fast_n:
+        assert result.block is not None and result.cols is not None
+        bill_rows, line_rows, flag_rows = bulk.block_rows(
+            result.block,
+            result.cols,
+            ids[:fast_n],
+            run_id=run.pk,
+            partition_id=p.pk,
+            month=run.period,
+            state=state,
+            text=writer.is_postgres(),
+        )
     dumps = writer.dumps
-    bill_rows, line_rows, flag_rows = [], [], []
     for i, b in enumerate(result.bills):
-        ref = ids[i]
+        ref = ids[fast_n + i]
         last = b.segments[-1].version
+        trace = calc.compact_trace(
+            calc.build_trace(b),
+            period_start=b.period.start,
+            period_end=b.period.end,
+            version_id=last.version_id,
+            energy_e4=b.energy_e4,
+        )
         bill_rows.append(
             (
                 ref,
@@ -479,14 +619,14 @@ def _write(p: RunPartition, result: _Result) -> None:
                 b.period.end.isoformat(),
                 b.point.tariff_code,
                 last.version_id,
-                Bill.State.CALCULATED.value,
+                state,
                 calc.fmt4(b.energy_e4),
                 calc.fmt2(b.total_fen),
                 b.reading.estimated,
                 len(b.segments) > 1,
                 b.risk,
                 dumps([f.code for f in b.flags]),
-                dumps(calc.build_trace(b)),
+                dumps(trace),
                 "",
             )
         )
@@ -495,7 +635,32 @@ def _write(p: RunPartition, result: _Result) -> None:
         for f in b.flags:
             flag_rows.append((ref, f.code, f.message[:200], f.weight))
     exc_rows = [(run.pk, p.pk, s.point_id, s.reason[:30], s.message[:300]) for s in result.set_aside]
-    writer.write_bills(bill_rows, line_rows, flag_rows, exc_rows)
+    return bill_rows, line_rows, flag_rows, exc_rows
+
+
+def _write(p: RunPartition, prepared: _Prepared) -> None:
+    """Delete what the partition's points have that is not issued this month, then insert: COPY
+    on PostgreSQL, batched inserts elsewhere."""
+    run = p.run
+    writer.delete_partition_drafts(p.pk, list(p.point_ids), run.period_start, run.period_end)
+    existing = set(RunTariff.objects.filter(run=run).values_list("version_id", flat=True))
+    RunTariff.objects.bulk_create(
+        [
+            RunTariff(
+                run=run,
+                version_id=v.version_id,
+                code=v.code,
+                label=v.label,
+                effective_from=v.effective_from,
+                tariff=v.tariff.to_dict(),
+                basic_prices={k: str(x) for k, x in v.basic_prices.items()},
+            )
+            for vid, v in prepared.versions.items()
+            if vid not in existing
+        ],
+        ignore_conflicts=True,
+    )
+    writer.write_bills(*prepared.rows)
 
 
 def refresh_run(run_id: int) -> BillingRun:
@@ -731,7 +896,7 @@ def _validate_usage(usage: Any) -> dict[str, Any]:
 
 def _rerate(b: Bill, usage: dict[str, Any]) -> tuple[dict, Decimal, list[tuple]]:
     usage = _validate_usage(usage)
-    trace = _corrected_trace(b.trace, usage)
+    trace = _corrected_trace(b.full_trace, usage)
     results = calc.scalar_rate(trace, run_versions(b.run_id))
     lines = [
         (seg, line.code, line.quantity, line.price, line.amount) for seg, r in results for line in r.lines
@@ -939,7 +1104,7 @@ def request_correction(
             kind=Correction.Kind.DEBIT if amount > 0 else Correction.Kind.CREDIT,
             reason=reason,
             note=note[:300],
-            original_usage={"seg": bill.trace["seg"]},
+            original_usage={"seg": bill.full_trace["seg"]},
             corrected_usage={"seg": trace["seg"], "input": trace.get("corrected")},
             original_amount=bill.amount,
             corrected_amount=total,

@@ -52,10 +52,10 @@ def reserve_bill_ids(n: int) -> list[int]:
     with connection.cursor() as cur:
         if is_postgres():
             cur.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                "SELECT array_agg(nextval(pg_get_serial_sequence(%s, 'id'))) FROM generate_series(1, %s)",
                 [Bill._meta.db_table, n],
             )
-            return [r[0] for r in cur.fetchall()]
+            return sorted(cur.fetchone()[0])
         cur.execute(f"SELECT COALESCE(MAX(id), 0) FROM {Bill._meta.db_table}")
         first = cur.fetchone()[0] + 1
     return list(range(first, first + n))
@@ -76,42 +76,43 @@ def _copy(table: str, columns: Sequence[str], rows_text: Iterable[str]) -> None:
     with connection.cursor() as cur:
         raw = cur.cursor  # psycopg 3 cursor under Django's wrapper
         sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        buf: list[str] = []
         with raw.copy(sql) as copy:
-            buf: list[str] = []
-            size = 0
             for line in rows_text:
                 buf.append(line)
-                size += 1
-                if size >= 20000:
+                if len(buf) >= 20000:
                     copy.write("".join(buf))
-                    buf, size = [], 0
+                    buf = []
             if buf:
                 copy.write("".join(buf))
 
 
-def write_bills(
-    bills: list[tuple], lines: list[tuple], flags: list[tuple], exceptions: list[tuple]
-) -> list[int]:
-    """Insert rows given as tuples in the column orders above; `bills[i][0]` is a reserved id
-    (`reserve_bill_ids`) that `lines` and `flags` refer to. COPY on PostgreSQL, batched
-    parameterised inserts elsewhere (no model instances either way)."""
+def write_bills(bills: list, lines: list, flags: list, exceptions: list) -> None:
+    """Insert rows given as tuples in the column orders above (or, on PostgreSQL, as ready COPY text
+    lines); `bills[i][0]` is a reserved id (`reserve_bill_ids`) that `lines` and `flags` refer to.
+    COPY on PostgreSQL, batched parameterised inserts elsewhere (no model instances either way)."""
     if is_postgres():
-        _copy(Bill._meta.db_table, BILL_COLUMNS, (_bill_text(b) for b in bills))
-        _copy(BillLine._meta.db_table, LINE_COLUMNS, ("\t".join(map(str, r)) + "\n" for r in lines))
+        _copy(Bill._meta.db_table, BILL_COLUMNS, (b if isinstance(b, str) else _bill_text(b) for b in bills))
         _copy(
-            AuditFlag._meta.db_table, FLAG_COLUMNS, ("\t".join(_esc(str(x)) for x in r) + "\n" for r in flags)
+            BillLine._meta.db_table,
+            LINE_COLUMNS,
+            (r if isinstance(r, str) else "\t".join(map(str, r)) + "\n" for r in lines),
+        )
+        _copy(
+            AuditFlag._meta.db_table,
+            FLAG_COLUMNS,
+            (r if isinstance(r, str) else "\t".join(_esc(str(x)) for x in r) + "\n" for r in flags),
         )
         _copy(
             RunException._meta.db_table,
             EXC_COLUMNS,
             ("\t".join(_esc(str(x)) for x in r) + "\n" for r in exceptions),
         )
-        return [b[0] for b in bills]
+        return
     _insert_many(Bill._meta.db_table, BILL_COLUMNS, bills)
     _insert_many(BillLine._meta.db_table, LINE_COLUMNS, lines)
     _insert_many(AuditFlag._meta.db_table, FLAG_COLUMNS, flags)
     _insert_many(RunException._meta.db_table, EXC_COLUMNS, exceptions)
-    return [b[0] for b in bills]
 
 
 def _insert_many(table: str, columns: Sequence[str], rows: list[tuple], batch: int = 5000) -> None:
@@ -139,11 +140,32 @@ def _bill_text(b: tuple) -> str:
 
 def delete_partition_drafts(partition_id: int, point_ids: Sequence[int], month_start, month_end) -> int:
     """Remove the partition's earlier output and any not-issued bill of its points for the month
-    (an earlier run's); issued (and settled) bills are never touched."""
+    (an earlier run's), with their lines and flags; issued (and settled) bills are never touched."""
     keep = (Bill.State.ISSUED, Bill.State.SETTLED)
-    b = Bill._meta.db_table
-    n = 0
+    b, ln, fl = Bill._meta.db_table, BillLine._meta.db_table, AuditFlag._meta.db_table
     with connection.cursor() as cur:
+        cur.execute(f"DELETE FROM {RunException._meta.db_table} WHERE partition_id = %s", [partition_id])
+        if is_postgres():
+            # one index probe per point on (point, period_start): a join with the id array, so the
+            # planner never trades it for a scan of the whole month
+            cur.execute(
+                f"""DELETE FROM {b} b USING unnest(%s::bigint[]) AS u(pid)
+                    WHERE b.point_id = u.pid AND b.period_start >= %s AND b.period_start < %s
+                      AND b.state NOT IN (%s, %s)
+                    RETURNING b.id""",
+                [list(point_ids), month_start, month_end, *keep],
+            )
+            gone = [r[0] for r in cur.fetchall()]
+            cur.execute(
+                f"DELETE FROM {b} WHERE partition_id = %s AND state NOT IN (%s, %s) RETURNING id",
+                [partition_id, *keep],
+            )
+            gone += [r[0] for r in cur.fetchall()]
+            if gone:  # by the bill_id indexes (an array the planner sizes right, not a CTE it guesses)
+                cur.execute(f"DELETE FROM {ln} WHERE bill_id = ANY(%s)", [gone])
+                cur.execute(f"DELETE FROM {fl} WHERE bill_id = ANY(%s)", [gone])
+            return len(gone)
+        n = 0
         for i in range(0, max(len(point_ids), 1), 5000):
             chunk = list(point_ids[i : i + 5000])
             marks = ", ".join(["%s"] * len(chunk)) if chunk else "NULL"
@@ -153,9 +175,8 @@ def delete_partition_drafts(partition_id: int, point_ids: Sequence[int], month_s
             )
             params = [partition_id, *chunk, month_start, month_end, *keep]
             sub = f"SELECT id FROM {b} WHERE {where}"
-            cur.execute(f"DELETE FROM {BillLine._meta.db_table} WHERE bill_id IN ({sub})", params)
-            cur.execute(f"DELETE FROM {AuditFlag._meta.db_table} WHERE bill_id IN ({sub})", params)
+            cur.execute(f"DELETE FROM {ln} WHERE bill_id IN ({sub})", params)
+            cur.execute(f"DELETE FROM {fl} WHERE bill_id IN ({sub})", params)
             cur.execute(f"DELETE FROM {b} WHERE {where}", params)
             n += cur.rowcount
-        cur.execute(f"DELETE FROM {RunException._meta.db_table} WHERE partition_id = %s", [partition_id])
     return n

@@ -170,3 +170,43 @@ def LI_USAGE(pid: int) -> PointReading:
         max_demand_kw=Decimal(1200),
         multiplier=Decimal(4000),
     )
+
+
+def snapshot(run) -> dict[str, Any]:
+    """Everything a run wrote, keyed by metering point (ids of bills, runs and partitions left out):
+    bills with their stored trace (and the expanded one), lines, flags, exceptions and counters."""
+    from mmis.billing.models import AuditFlag, Bill, BillLine, RunException
+
+    bills = {}
+    for b in Bill.objects.filter(run=run):
+        bills[b.point_id] = {
+            "number": b.number,
+            "org": b.org_id,
+            "customer": b.customer_id,
+            "account": b.account_id,
+            "period": (b.period_start, b.period_end),
+            "tariff": (b.tariff_code, b.tariff_version_id),
+            "state": b.state,
+            "energy_kwh": b.energy_kwh,
+            "amount": b.amount,
+            "estimated": b.estimated,
+            "prorated": b.prorated,
+            "risk": b.risk,
+            "flags": b.flags,
+            "trace": b.trace,
+            "full_trace": b.full_trace,
+            "lines": [
+                (ln.seq, ln.segment, ln.code, ln.quantity, ln.price, ln.amount)
+                for ln in BillLine.objects.filter(bill=b).order_by("seq")
+            ],
+            "audit_flags": sorted(
+                AuditFlag.objects.filter(bill=b).values_list("code", "message", "weight"), key=lambda f: f[0]
+            ),
+        }
+    exceptions = {e.point_id: (e.reason, e.message) for e in RunException.objects.filter(run=run)}
+    run.refresh_from_db()
+    counters = {
+        k: getattr(run, k)
+        for k in ("state", "bills", "exceptions", "flagged", "skipped_issued", "energy_kwh", "amount")
+    }
+    return {"bills": bills, "exceptions": exceptions, "run": counters}

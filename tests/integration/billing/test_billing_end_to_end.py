@@ -155,9 +155,10 @@ def test_a_month_with_the_real_readings_tariffs_and_ledger(world, django_capture
     assert amounts["fund.reservoir_resettlement"] == Decimal("2.79")  # 450 × 0.0062
     assert res.amount == sum(amounts.values())
     assert (
-        Decimal(res.trace["r"]["start"]["total"]) == 1440 and Decimal(res.trace["r"]["end"]["total"]) == 1890
+        Decimal(res.full_trace["r"]["start"]["total"]) == 1440
+        and Decimal(res.full_trace["r"]["end"]["total"]) == 1890
     )
-    assert res.tariff_version_id and res.trace["seg"][0]["vl"] == "2025版"
+    assert res.tariff_version_id and res.full_trace["seg"][0]["vl"] == "2025版"
 
     gci = _bill(world, "gci")
     assert gci.energy_kwh == Decimal("4200.0000")
@@ -168,7 +169,7 @@ def test_a_month_with_the_real_readings_tariffs_and_ledger(world, django_capture
     }
     tou = _bill(world, "tou")
     assert tou.energy_kwh == Decimal("4000.0000")
-    assert tou.trace["pfv"] == "0.93"
+    assert tou.full_trace["pfv"] == "0.93"
     assert {"energy.sharp", "energy.peak", "energy.flat", "energy.valley"} <= {
         ln.code for ln in tou.lines.all()
     }
@@ -176,7 +177,7 @@ def test_a_month_with_the_real_readings_tariffs_and_ledger(world, django_capture
     # every bill re-rated with the scalar engine from its trace gives the same lines
     versions = services.run_versions(run.pk)
     for bill in Bill.objects.filter(run=run):
-        results = calc.scalar_rate(bill.trace, versions)
+        results = calc.scalar_rate(bill.full_trace, versions)
         assert bill.amount == sum(r.total for _, r in results), bill.number
 
     reasons = dict(RunException.objects.filter(run=run).values_list("point_id", "reason"))

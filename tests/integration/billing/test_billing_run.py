@@ -85,7 +85,7 @@ def test_run_bills_every_billable_point_and_sets_the_rest_aside(world):
         ("energy.tier3", Decimal("42.35")),
     ]
     assert _bill(world, "li").amount == Decimal("299492.00")  # DOMAIN §3.8, the worked bill
-    assert _bill(world, "li").trace["pfv"] == "0.85"
+    assert _bill(world, "li").full_trace["pfv"] == "0.85"
     reasons = dict(RunException.objects.filter(run=run).values_list("point_id", "reason"))
     pts = world["points"]
     assert reasons == {
@@ -101,7 +101,7 @@ def test_vector_bills_equal_the_scalar_engine(world):
     run = _run(world)
     versions = services.run_versions(run.pk)
     for bill in Bill.objects.filter(run=run):
-        results = calc.scalar_rate(bill.trace, versions)
+        results = calc.scalar_rate(bill.full_trace, versions)
         expected = [(s, ln.code, ln.quantity, ln.price, ln.amount) for s, r in results for ln in r.lines]
         got = [(ln.segment, ln.code, ln.quantity, ln.price, ln.amount) for ln in bill.lines.all()]
         assert got == expected, bill.number
@@ -243,7 +243,7 @@ def test_tariff_change_inside_the_month_prorates_the_bill(world):
     run = _run(world)
     b = _bill(world, "r450")
     assert b.prorated and "tariff_change" in b.flags
-    segs = b.trace["seg"]
+    segs = b.full_trace["seg"]
     assert [(s["start"], s["end"], s["v"]) for s in segs] == [
         ("2026-03-01", "2026-03-16", 1),
         ("2026-03-16", "2026-04-01", 9),
@@ -258,7 +258,7 @@ def test_tariff_change_inside_the_month_prorates_the_bill(world):
         (1, "energy.tier3", Decimal("50.0000")),
     ]
     versions = services.run_versions(run.pk)
-    results = calc.scalar_rate(b.trace, versions)
+    results = calc.scalar_rate(b.full_trace, versions)
     assert b.amount == sum(r.total for _, r in results)
 
 
