@@ -2,7 +2,10 @@
 end to end from the AMI simulator to stored daily frozen rows, with losses counted.
 
 `python benchmarks/ingest.py --scale N` (N readings in the file, default 1,000,000; the MQTT part
-sends --mqtt-terminals × --mqtt-meters × --mqtt-days readings, default 200 × 1000 × 5 = 1,000,000).
+sends --mqtt-terminals × --mqtt-meters × --mqtt-days readings, default 200 × 1000 × 5 = 1,000,000,
+QoS 1, one message per terminal and day; the listener side is --mqtt-listeners processes in one
+shared subscription, default 2, each with --mqtt-writers threads, default 1, and an MQTT v5 receive
+maximum of --mqtt-receive-maximum messages, default 200).
 Reads MMIS_BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/mmis_bench) and
 MMIS_MQTT_URL (default mqtt://127.0.0.1:1883). Prints a table, then one JSON line.
 """
@@ -228,9 +231,13 @@ def run_pair(
     days: int,
     inflight: int,
     batch: int,
+    listeners: int = 1,
+    writers: int = 2,
+    receive_maximum: int = 200,
     timeout: float = 600,
 ) -> dict:
-    """Listener subprocess + simulator: time from the first publish to the last row stored."""
+    """Listener subprocess(es) + simulator: time from the first publish to the last row stored.
+    With several listeners they join one shared subscription and divide the terminals."""
     import threading
 
     from django.db import connection
@@ -255,34 +262,43 @@ def run_pair(
     )
     sim.prepare()
     expected = terminals * meters * days
-    ready = Path(f"/tmp/mmis-bench-ready-{os.getpid()}")
-    ready.unlink(missing_ok=True)
-    listener = subprocess.Popen(
-        [
+    procs, ready_files, ids = [], [], []
+    for k in range(listeners):
+        ready = Path(f"/tmp/mmis-bench-ready-{os.getpid()}-{k}")
+        ready.unlink(missing_ok=True)
+        cid = f"{client_id}-{k}" if listeners > 1 else client_id
+        args = [
             sys.executable,
             "-m",
             "mmis",
             "ami-listen",
             "--client-id",
-            client_id,
+            cid,
             "--idle-exit",
             "120",
             "--quiet",
             "--batch",
             str(batch),
+            "--writers",
+            str(writers),
+            "--receive-maximum",
+            str(receive_maximum),
             "--ready-file",
             str(ready),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    for _ in range(600):  # the listener loads its meter directory, connects and subscribes
-        if ready.exists() or listener.poll() is not None:
+        ]
+        if listeners > 1:
+            args += ["--shared", client_id]
+        procs.append(
+            subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
+        ready_files.append(ready)
+        ids.append(cid)
+    for _ in range(600):  # the listeners load their meter directory, connect and subscribe
+        if all(r.exists() or p.poll() is not None for r, p in zip(ready_files, procs, strict=True)):
             break
         time.sleep(0.1)
-    ready.unlink(missing_ok=True)
+    for r in ready_files:
+        r.unlink(missing_ok=True)
     sim.connect()
     holder: dict = {}
     th = threading.Thread(target=lambda: holder.setdefault("r", sim.publish_all()))
@@ -303,16 +319,22 @@ def run_pair(
         ):
             break
     t_end = time.perf_counter()
+    load = os.getloadavg()[0]
     th.join()
     sim.close()
-    listener.terminate()  # it stops cleanly on SIGTERM and prints its counts
-    out, err = listener.communicate(timeout=90)
-    if expected != stored:
-        print("listener stderr:", err[-3000:])
-    Listener(url=mqtt_url, client_id=client_id).forget_session()
+    stats: dict = {}
+    for p in procs:
+        p.terminate()  # it stops cleanly on SIGTERM and prints its counts
+        out, err = p.communicate(timeout=90)
+        if expected != stored:
+            print("listener stderr:", err[-3000:])
+        one = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+        for k, v in one.items():
+            stats[k] = stats.get(k, 0) + v
+    for cid in ids:
+        Listener(url=mqtt_url, client_id=cid).forget_session()
     res = holder["r"]
     seconds = t_end - sim.started_at
-    stats = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
     return {
         "readings": expected,
         "messages": res.messages,
@@ -322,10 +344,20 @@ def run_pair(
         "lost": expected - stored,
         "publish_msgs_per_s": round(res.messages_per_s),
         "messages_per_batch": round(stats.get("messages", 0) / max(stats.get("batches", 1), 1), 1),
+        "load_avg": round(load, 2),
     }
 
 
-def part_b(terminals: int, meters: int, days: int, mqtt_url: str) -> dict:
+def part_b(
+    terminals: int,
+    meters: int,
+    days: int,
+    mqtt_url: str,
+    *,
+    listeners: int,
+    writers: int,
+    receive_maximum: int,
+) -> dict:
     from mmis.readings.simulator import register_in_db
 
     org = station()
@@ -334,12 +366,29 @@ def part_b(terminals: int, meters: int, days: int, mqtt_url: str) -> dict:
     register_in_db(terminals=1000, meters_per_terminal=1, prefix="BSMALL", org=org)
     print(f"registered {terminals * meters + 1000:,} meters in {time.perf_counter() - t0:.1f} s")
     # one reading per message: the naive pair (publisher waits for each PUBACK, listener commits and
-    # acknowledges message by message) against the same traffic with windows and batching
+    # acknowledges message by message, one message in flight) against the same traffic with windows,
+    # batching and writer threads
     naive = run_pair(
-        mqtt_url=mqtt_url, prefix="BSMALL", terminals=1000, meters=1, days=1, inflight=1, batch=1
+        mqtt_url=mqtt_url,
+        prefix="BSMALL",
+        terminals=1000,
+        meters=1,
+        days=1,
+        inflight=1,
+        batch=1,
+        writers=0,
+        receive_maximum=1,
     )
     tuned = run_pair(
-        mqtt_url=mqtt_url, prefix="BSMALL", terminals=1000, meters=1, days=1, inflight=1000, batch=20000
+        mqtt_url=mqtt_url,
+        prefix="BSMALL",
+        terminals=1000,
+        meters=1,
+        days=1,
+        inflight=1000,
+        batch=20000,
+        writers=writers,
+        receive_maximum=receive_maximum,
     )
     print(f"one reading per message: naive {naive['messages_per_s']} msg/s, ", end="")
     print(f"tuned {tuned['messages_per_s']} msg/s")
@@ -351,6 +400,9 @@ def part_b(terminals: int, meters: int, days: int, mqtt_url: str) -> dict:
         days=days,
         inflight=1000,
         batch=20000,
+        listeners=listeners,
+        writers=writers,
+        receive_maximum=receive_maximum,
     )
     return {
         "mqtt_readings": main_run["readings"],
@@ -358,6 +410,10 @@ def part_b(terminals: int, meters: int, days: int, mqtt_url: str) -> dict:
         "mqtt_seconds": main_run["seconds"],
         "mqtt_readings_per_s": main_run["readings_per_s"],
         "mqtt_lost": main_run["lost"] + naive["lost"] + tuned["lost"],
+        "mqtt_listeners": listeners,
+        "mqtt_writers": writers,
+        "mqtt_receive_maximum": receive_maximum,
+        "mqtt_load_avg": main_run["load_avg"],
         "publish_msgs_per_s": main_run["publish_msgs_per_s"],
         "messages_per_batch": main_run["messages_per_batch"],
         "naive_pair_msgs_per_s": naive["messages_per_s"],
@@ -371,6 +427,9 @@ def main() -> None:
     ap.add_argument("--mqtt-terminals", type=int, default=200)
     ap.add_argument("--mqtt-meters", type=int, default=1000)
     ap.add_argument("--mqtt-days", type=int, default=5)
+    ap.add_argument("--mqtt-listeners", type=int, default=2, help="listener processes (shared subscription)")
+    ap.add_argument("--mqtt-writers", type=int, default=1, help="writer threads per listener")
+    ap.add_argument("--mqtt-receive-maximum", type=int, default=200)
     ap.add_argument("--skip-import", action="store_true")
     ap.add_argument("--skip-mqtt", action="store_true")
     args = ap.parse_args()
@@ -382,7 +441,18 @@ def main() -> None:
     if not args.skip_import:
         fig.update(part_a(args.scale))
     if not args.skip_mqtt:
-        fig.update(part_b(args.mqtt_terminals, args.mqtt_meters, args.mqtt_days, settings.MQTT_URL))
+        fig.update(
+            part_b(
+                args.mqtt_terminals,
+                args.mqtt_meters,
+                args.mqtt_days,
+                settings.MQTT_URL,
+                listeners=args.mqtt_listeners,
+                writers=args.mqtt_writers,
+                receive_maximum=args.mqtt_receive_maximum,
+            )
+        )
+    fig["load_avg"] = round(os.getloadavg()[0], 2)
     print()
     print(f"{'figure':<34}{'value':>16}")
     for k in (
@@ -397,6 +467,11 @@ def main() -> None:
         "mqtt_seconds",
         "mqtt_readings_per_s",
         "mqtt_lost",
+        "mqtt_listeners",
+        "mqtt_writers",
+        "mqtt_receive_maximum",
+        "mqtt_load_avg",
+        "load_avg",
         "publish_msgs_per_s",
         "messages_per_batch",
         "naive_pair_msgs_per_s",

@@ -1,8 +1,11 @@
 """`python -m mmis ami-listen`: subscribe to terminals on MQTT (mmis/ami/+/up) and store readings.
 
 Options: --url mqtt://host:port (default MMIS_MQTT_URL), --client-id, --batch N (readings per
-batch), --idle-exit S (stop after S seconds without data; for tests and benchmarks),
---max-seconds S, --quiet. Prints running counts and, at the end, one JSON line of them.
+batch), --receive-maximum N (unacknowledged messages the broker may send ahead, MQTT v5),
+--writers N (threads writing batches, each with its own database connection), --shared GROUP
+(join the shared subscription $share/GROUP/mmis/ami/+/up: run several listeners, each with its own
+--client-id, to divide the terminals), --idle-exit S (stop after S seconds without data; for tests
+and benchmarks), --max-seconds S, --quiet. Prints running counts and, at the end, one JSON line.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ def run(argv: list[str]) -> int:
     ap.add_argument("--url", default=None)
     ap.add_argument("--client-id", default="mmis-ami-listener")
     ap.add_argument("--batch", type=int, default=20000)
+    ap.add_argument("--receive-maximum", type=int, default=200)
+    ap.add_argument("--writers", type=int, default=2)
+    ap.add_argument("--shared", default=None, help="shared-subscription group")
     ap.add_argument("--idle-exit", type=float, default=None)
     ap.add_argument("--max-seconds", type=float, default=None)
     ap.add_argument("--quiet", action="store_true")
@@ -56,6 +62,9 @@ def run(argv: list[str]) -> int:
         url=args.url or settings.MQTT_URL,
         client_id=args.client_id,
         batch_readings=args.batch,
+        receive_maximum=args.receive_maximum,
+        writers=args.writers,
+        shared=args.shared,
         on_batch=report,
         on_ready=ready,
     )

@@ -14,8 +14,9 @@ Uplink (`mmis/ami/<terminal>/up`), QoS 1:
 
 Anything malformed is counted, logged and kept in DeadLetter; it never stops the listener. The
 listener acknowledges a message to the broker only after its rows are committed (paho manual
-acks), with a persistent session (fixed client id, clean_session False): what the broker delivered
-is never lost, and a redelivery after a crash is absorbed by the unique (meter, day) key.
+acks), with a persistent MQTT v5 session (fixed client id, clean start off, a session expiry): what
+the broker delivered is never lost, and a redelivery after a crash is absorbed by the unique (meter,
+day) key.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from mmis.common.errors import InvalidInput
@@ -288,22 +289,36 @@ INTERVAL_COLS = ("meter_id", "start", "minutes", "kwh", "received_at")
 
 def store_frozen(rows: list[tuple], *, received: datetime) -> int:
     """Insert (meter_id, point_id, day, total…reactive, flags) rows, ignoring (meter, day) already
-    stored. Returns how many were new. PostgreSQL: COPY into a temporary table, then one
-    INSERT … ON CONFLICT DO NOTHING; SQLite: INSERT OR IGNORE."""
+    stored. Returns how many were new. PostgreSQL: COPY straight into the table inside a savepoint
+    (a batch rarely repeats a stored reading); when one is repeated (a redelivery, a terminal
+    sending a day again) the savepoint is rolled back and the rows go through a temporary table
+    and one INSERT … ON CONFLICT DO NOTHING. SQLite: INSERT OR IGNORE."""
     if not rows:
         return 0
     table = DailyFrozenReading._meta.db_table
     cols = ", ".join(FROZEN_COLS)
     if connection.vendor == "postgresql":
+        from psycopg import errors as pg_errors
+
         at = received.isoformat()
+        text = "\n".join(_copy_line((*r, at)) for r in rows) + "\n"
+        try:
+            with (
+                transaction.atomic(),
+                connection.cursor() as cur,
+                cur.cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as cp,
+            ):
+                cp.write(text)
+            return len(rows)
+        except (IntegrityError, pg_errors.UniqueViolation):
+            pass  # some (meter, day) is stored already: keep the new ones only
         with connection.cursor() as cur:
             cur.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS tmp_frozen ON COMMIT DELETE ROWS AS "
                 f"SELECT {cols} FROM {table} WITH NO DATA"
             )
-            raw = cur.cursor
-            with raw.copy(f"COPY tmp_frozen ({cols}) FROM STDIN") as cp:
-                cp.write("\n".join(_copy_line((*r, at)) for r in rows) + "\n")
+            with cur.cursor.copy(f"COPY tmp_frozen ({cols}) FROM STDIN") as cp:
+                cp.write(text)
             cur.execute(
                 f"INSERT INTO {table} ({cols}) SELECT {cols} FROM tmp_frozen "
                 "ON CONFLICT (meter_id, day) DO NOTHING"
@@ -347,13 +362,31 @@ class Incoming:
     received: datetime
 
 
+@dataclass
+class Prepared:
+    """A batch parsed and resolved to meter ids, ready to be stored in one transaction."""
+
+    messages: int = 0
+    readings: int = 0
+    unknown_meters: int = 0
+    frozen: list[tuple] = field(default_factory=list)
+    intervals: list[tuple] = field(default_factory=list)
+    acks: list[tuple[str, bool, dict]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    terminals: set[str] = field(default_factory=set)
+    days: set[str] = field(default_factory=set)
+
+
 class Ingestor:
-    """Turns batches of uplink messages into rows in one transaction each."""
+    """Turns batches of uplink messages into rows in one transaction each. `prepare` (parsing,
+    meter lookup: Python only) and `commit` (the database) are separate so that a listener can
+    parse the next batch while the previous one is being written."""
 
     def __init__(self, *, publish: Callable[[str, dict], None] | None = None) -> None:
         self.meters = MeterDirectory()
         self.stats = Stats()
         self.publish = publish
+        self.lock = threading.Lock()  # stats and reading-day work shared by writer threads
         self.reading_days = set(
             ReadingBook.objects.filter(
                 active=True, method__in=[ReadingMethod.AUTOMATED, ReadingMethod.MIXED]
@@ -361,25 +394,21 @@ class Ingestor:
         )
 
     def handle(self, batch: list[Incoming]) -> None:
-        now = timezone.now()
-        frozen: list[tuple] = []
-        intervals: list[tuple] = []
-        acks: list[tuple[str, bool, dict]] = []
-        dead: list[DeadLetter] = []
-        seen_terminals: set[str] = set()
-        days: set[str] = set()
+        self.commit(self.prepare(batch))
+
+    def prepare(self, batch: list[Incoming]) -> Prepared:
+        out = Prepared(messages=len(batch))
         for m in batch:
-            self.stats.messages += 1
             term = terminal_of(m.topic)
             if term:
-                seen_terminals.add(term)
+                out.terminals.add(term)
             try:
                 p = parse(m.payload, received=m.received)
             except BadMessage as exc:
-                dead.append(self._dead(m, str(exc)))
+                out.dead.append(self._dead(m, str(exc)))
                 continue
             except Exception as exc:  # never stop on input
-                dead.append(self._dead(m, f"unreadable: {exc!r}"))
+                out.dead.append(self._dead(m, f"unreadable: {exc!r}"))
                 continue
             directory = self.meters.lookup({r[0] for r in p.frozen} | {r[0] for r in p.intervals})
             unknown = set()
@@ -388,42 +417,54 @@ class Ingestor:
                 if ids is None:
                     unknown.add(r[0])
                     continue
-                frozen.append((ids[0], ids[1], *r[1:]))
-                days.add(r[1])
+                out.frozen.append((ids[0], ids[1], *r[1:]))
+                out.days.add(r[1])
             for r in p.intervals:
                 ids = directory.get(r[0])
                 if ids is None:
                     unknown.add(r[0])
                     continue
-                intervals.append((ids[0], *r[1:]))
-            self.stats.readings += len(p.frozen) + len(p.intervals)
-            acks.extend(p.acks)
+                out.intervals.append((ids[0], *r[1:]))
+            out.readings += len(p.frozen) + len(p.intervals)
+            out.acks.extend(p.acks)
             problems = list(p.problems)
             if unknown:
-                self.stats.unknown_meters += len(unknown)
+                out.unknown_meters += len(unknown)
                 problems.append(
                     f"unknown meters: {', '.join(sorted(unknown)[:20])}" + (" …" if len(unknown) > 20 else "")
                 )
             if problems:
-                dead.append(self._dead(m, "; ".join(problems)[:300]))
+                out.dead.append(self._dead(m, "; ".join(problems)[:300]))
+        return out
+
+    def commit(self, p: Prepared) -> None:
+        now = timezone.now()
         with transaction.atomic():
-            new = store_frozen(frozen, received=now)
-            new += store_intervals(intervals, received=now)
-            DeadLetter.objects.bulk_create(dead)
-            if seen_terminals:
-                Terminal.objects.filter(code__in=seen_terminals).update(last_seen_at=now)
-        self.stats.stored += new
-        self.stats.duplicates += len(frozen) + len(intervals) - new
-        self.stats.dead_letters += len(dead)
-        self.stats.batches += 1
-        for cid, ok, result in acks:
+            new = store_frozen(p.frozen, received=now)
+            new += store_intervals(p.intervals, received=now)
+            DeadLetter.objects.bulk_create(p.dead)
+            if p.terminals:
+                Terminal.objects.filter(code__in=p.terminals).update(last_seen_at=now)
+        with self.lock:
+            s = self.stats
+            s.messages += p.messages
+            s.readings += p.readings
+            s.unknown_meters += p.unknown_meters
+            s.stored += new
+            s.duplicates += len(p.frozen) + len(p.intervals) - new
+            s.dead_letters += len(p.dead)
+            s.batches += 1
+        for cid, ok, result in p.acks:
             if services.finish_command(request_id=cid, ok=ok, result=result, at=now) is not None:
-                self.stats.acks += 1
-        for d in sorted(days):
-            day = date.fromisoformat(d)
-            if day.day in self.reading_days:
-                services.readings_from_frozen(on=day, at=now)
-        for d in dead:
+                with self.lock:
+                    self.stats.acks += 1
+        days = [date.fromisoformat(d) for d in sorted(p.days)]
+        days = [d for d in days if d.day in self.reading_days]
+        if days:
+            with self.lock:  # one writer at a time turns frozen values into billing readings
+                for day in days:
+                    services.readings_from_frozen(on=day, at=now)
+        for d in p.dead:
             log.warning("dead letter on %s: %s", d.topic, d.reason)
 
     def _dead(self, m: Incoming, reason: str) -> DeadLetter:
@@ -437,9 +478,23 @@ class Ingestor:
 
 
 # --- the listener --------------------------------------------------------------------------------
+SESSION_EXPIRY = 30 * 24 * 3600  # the broker keeps an absent listener's session (and messages) 30 days
+
+
 class Listener:
-    """Subscribes to mmis/ami/+/up with QoS 1 on a persistent session and stores in batches;
-    acknowledges each message to the broker after its batch is committed."""
+    """Subscribes to mmis/ami/+/up with QoS 1 on a persistent MQTT v5 session and stores in
+    batches; acknowledges each message to the broker after its batch is committed, in the order
+    received.
+
+    Throughput: the v5 Receive Maximum lets the broker keep `receive_maximum` unacknowledged
+    messages in flight to us (a v3.1.1 subscriber gets the broker's max_inflight_messages, 20 on
+    Mosquitto), so the next batch is already here while one commits; the main thread parses
+    batches while `writers` threads (each its own database connection) store them, so parsing,
+    PostgreSQL's inserts and its commit flushes overlap on the cores. `shared` subscribes as a
+    member of a shared subscription ($share/<group>/mmis/ami/+/up) so that several listener
+    processes divide the terminals between them. `writers=0` stores in the receiving thread
+    (one connection: tests that run inside a database transaction, SQLite).
+    """
 
     def __init__(
         self,
@@ -448,32 +503,35 @@ class Listener:
         client_id: str = CLIENT_ID,
         batch_readings: int = 20000,
         batch_seconds: float = 0.25,
-        receive_maximum: int = 1000,
+        receive_maximum: int = 200,
+        writers: int = 2,
+        shared: str | None = None,
         on_batch: Callable[[Stats], None] | None = None,
         on_ready: Callable[[], None] | None = None,
     ) -> None:
         import paho.mqtt.client as mqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
 
         self.on_ready = on_ready
-
         self.params = broker_params(url)
         self.queue: queue.Queue[Incoming] = queue.Queue()
         self.batch_readings = batch_readings
         self.batch_seconds = batch_seconds
         self.on_batch = on_batch
+        self.topic = f"$share/{shared}/{UP_TOPIC}" if shared else UP_TOPIC
         self.connected = threading.Event()
         self.stopping = threading.Event()
         self.connects = 0
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-            manual_ack=True,
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
         )
+        self.connect_properties = Properties(PacketTypes.CONNECT)
+        self.connect_properties.ReceiveMaximum = max(1, min(receive_maximum, 65535))
+        self.connect_properties.SessionExpiryInterval = SESSION_EXPIRY
         if self.params.username:
             self.client.username_pw_set(self.params.username, self.params.password)
-        self.client.max_inflight_messages_set(receive_maximum)
+        self.client.max_inflight_messages_set(100)  # our own publishes (command downlinks)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.client.on_connect = self._on_connect
@@ -483,6 +541,14 @@ class Listener:
         self.subscribed = threading.Event()
         self.ingestor = Ingestor(publish=self._publish)
         self.last_tick = 0.0
+        self.writer_count = max(0, writers)
+        self.work: queue.Queue[tuple[int, list[Incoming], Prepared] | None] = queue.Queue(
+            maxsize=max(1, self.writer_count)
+        )
+        self.ack_lock = threading.Lock()
+        self.done: dict[int, list[Incoming]] = {}
+        self.next_ack = 0
+        self.seq = 0
 
     def _publish(self, topic: str, payload: dict) -> None:
         self.client.publish(topic, json.dumps(payload), qos=1)
@@ -492,7 +558,7 @@ class Listener:
             log.error("MQTT connect refused: %s", reason_code)
             return
         self.connects += 1
-        client.subscribe(UP_TOPIC, qos=1)
+        client.subscribe(self.topic, qos=1)
         self.connected.set()
         log.info(
             "connected to %s:%s (session present: %s)",
@@ -515,17 +581,27 @@ class Listener:
         self.queue.put(Incoming(msg.topic, msg.payload, msg.mid, msg.qos, datetime.now(UTC)))
 
     def start(self) -> None:
-        self.client.connect_async(self.params.host, self.params.port, keepalive=30)
+        self.client.connect_async(
+            self.params.host,
+            self.params.port,
+            keepalive=30,
+            clean_start=False,
+            properties=self.connect_properties,
+        )
         self.client.loop_start()
 
     def forget_session(self) -> None:
         """Remove this client id's persistent session from the broker (tests, decommissioning)."""
         import paho.mqtt.client as mqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
 
         c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client._client_id.decode(), clean_session=True
+            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client._client_id.decode(), protocol=mqtt.MQTTv5
         )
-        c.connect(self.params.host, self.params.port)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0
+        c.connect(self.params.host, self.params.port, clean_start=True, properties=props)
         c.loop_start()
         time.sleep(0.2)
         c.disconnect()
@@ -545,6 +621,12 @@ class Listener:
     ) -> Stats:
         """Consume until stopped (or idle for `idle_exit` seconds, `max_seconds`, or `until()`)."""
         self.start()
+        writers = [
+            threading.Thread(target=self._writer, name=f"ami-writer-{i}", daemon=True)
+            for i in range(self.writer_count)
+        ]
+        for w in writers:
+            w.start()
         began = last_data = time.monotonic()
         try:
             while not self.stopping.is_set():
@@ -552,7 +634,7 @@ class Listener:
                 now = time.monotonic()
                 if batch:
                     last_data = now
-                    self._process(batch)
+                    self._dispatch(batch)
                 if now - self.last_tick >= 1.0:
                     self.last_tick = now
                     self._tick()
@@ -563,6 +645,10 @@ class Listener:
                 if until is not None and until():
                     break
         finally:
+            for _ in writers:  # let the writers finish (and acknowledge) what they hold
+                self.work.put(None)
+            for w in writers:
+                w.join(timeout=120)
             self.stop()
         return self.ingestor.stats
 
@@ -584,27 +670,67 @@ class Listener:
                 break
         return batch
 
-    def _process(self, batch: list[Incoming]) -> None:
+    def _dispatch(self, batch: list[Incoming]) -> None:
+        """Parse here, store in a writer thread (waits while all writers are busy)."""
+        prepared = self.ingestor.prepare(batch)
+        seq, self.seq = self.seq, self.seq + 1
+        if self.writer_count == 0:
+            self._store(batch, prepared)
+            self._acknowledge(seq, batch)
+            if self.on_batch is not None:
+                self.on_batch(self.ingestor.stats)
+            return
+        self.work.put((seq, batch, prepared))
+
+    def _writer(self) -> None:
+        try:
+            while True:
+                item = self.work.get()
+                if item is None:
+                    return
+                seq, batch, prepared = item
+                self._store(batch, prepared)
+                self._acknowledge(seq, batch)
+                if self.on_batch is not None:
+                    self.on_batch(self.ingestor.stats)
+        finally:
+            connection.close()
+
+    def _store(self, batch: list[Incoming], prepared: Prepared) -> None:
         for attempt in range(5):
             try:
-                self.ingestor.handle(batch)
-                break
+                self.ingestor.commit(prepared)
+                return
             except Exception:
                 log.exception("batch of %s messages failed (attempt %s)", len(batch), attempt + 1)
                 connection.close()
                 time.sleep(min(2**attempt, 10))
-        else:
-            # the batch keeps failing: keep each message as a dead letter rather than block the stream
-            with transaction.atomic():
-                DeadLetter.objects.bulk_create(
-                    [self.ingestor._dead(m, "storing failed repeatedly") for m in batch]
-                )
-            self.ingestor.stats.dead_letters += len(batch)
-        for m in batch:
-            if m.qos > 0:
-                self.client.ack(m.mid, m.qos)
-        if self.on_batch is not None:
-            self.on_batch(self.ingestor.stats)
+        # the batch keeps failing: keep each message as a dead letter rather than block the stream
+        for attempt in range(5):
+            try:
+                with transaction.atomic():
+                    DeadLetter.objects.bulk_create(
+                        [self.ingestor._dead(m, "storing failed repeatedly") for m in batch]
+                    )
+                with self.ingestor.lock:
+                    self.ingestor.stats.dead_letters += len(batch)
+                return
+            except Exception:
+                log.exception("dead letters of a failed batch could not be stored either")
+                connection.close()
+                time.sleep(min(2**attempt, 10))
+        raise RuntimeError("the database refuses every write; stopping without acknowledging")
+
+    def _acknowledge(self, seq: int, batch: list[Incoming]) -> None:
+        """Acknowledge a stored batch, keeping the order in which the broker sent the messages
+        (batches stored out of order by two writers wait for the ones before them)."""
+        with self.ack_lock:
+            self.done[seq] = batch
+            while self.next_ack in self.done:
+                for m in self.done.pop(self.next_ack):
+                    if m.qos > 0:
+                        self.client.ack(m.mid, m.qos)
+                self.next_ack += 1
 
     def _tick(self) -> None:
         try:

@@ -1424,6 +1424,8 @@ def readings_from_frozen(*, on: date, at: datetime, books: Iterable[ReadingBook]
     if not point_ids:
         return 0
     with transaction.atomic():
+        # one writer at a time per book (listeners sharing a subscription reach the same day)
+        list(ReadingBook.objects.select_for_update().filter(pk__in=[b.pk for b in qs]).values_list("pk"))
         done = set(
             MeterReading.objects.filter(metering_point_id__in=point_ids, reading_date=on).values_list(
                 "metering_point_id", flat=True

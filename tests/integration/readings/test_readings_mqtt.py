@@ -64,7 +64,7 @@ def _publish_when_ready(listener, sim_kwargs, *, extra=(), delay=0.5, repeat=1):
 def test_terminals_to_stored_rows_with_frames_bad_input_and_duplicates(utility):
     prefix = f"T{uuid.uuid4().hex[:5]}"
     register_in_db(terminals=3, meters_per_terminal=40, prefix=prefix, org=utility.stations[0])
-    listener = Listener(url=LOCAL, client_id=f"mmis-test-{prefix}", batch_seconds=0.1)
+    listener = Listener(url=LOCAL, client_id=f"mmis-test-{prefix}", batch_seconds=0.1, writers=0)
     bad = [
         (f"mmis/ami/{prefix}X/up", b"{broken"),
         (f"mmis/ami/{prefix}X/up", b"6812"),
@@ -127,7 +127,7 @@ def test_remote_commands_are_acknowledged_or_time_out(utility):
     cut = rs.send_remote_command(
         meter=meter, command="disconnect", requested_by=None, at=now, reason="欠费停电"
     )
-    listener = Listener(url=LOCAL, client_id=f"mmis-test-{prefix}")
+    listener = Listener(url=LOCAL, client_id=f"mmis-test-{prefix}", writers=0)
     sim = Simulator(url=LOCAL, terminals=1, meters_per_terminal=3, days=1, prefix=prefix)
     sim.connect()
     try:
@@ -154,7 +154,7 @@ def test_remote_commands_are_acknowledged_or_time_out(utility):
     )
     silent = Simulator(url=LOCAL, terminals=1, meters_per_terminal=3, prefix=prefix, answer="ignore")
     silent.connect()
-    listener = Listener(url=LOCAL, client_id=f"mmis-test-{prefix}")
+    listener = Listener(url=LOCAL, client_id=f"mmis-test-{prefix}", writers=0)
     try:
         listener.run(max_seconds=20, until=lambda: RemoteCommand.objects.get(pk=lost.pk).finished)
     finally:
@@ -197,7 +197,7 @@ def test_broker_restart_and_offline_listener_lose_nothing(utility, tmp_path):
             sim.publish_all()
             sim.close()
 
-        listener = Listener(url=url, client_id="mmis-restart-test")
+        listener = Listener(url=url, client_id="mmis-restart-test", writers=0)
         done = threading.Event()
 
         def scenario():
@@ -225,9 +225,57 @@ def test_broker_restart_and_offline_listener_lose_nothing(utility, tmp_path):
         assert DailyFrozenReading.objects.count() == 120
         # the listener is away: the broker keeps its messages in the persistent session
         publish(date(2026, 1, 3))
-        listener = Listener(url=url, client_id="mmis-restart-test")
+        listener = Listener(url=url, client_id="mmis-restart-test", writers=0)
         listener.run(idle_exit=2, max_seconds=20)
         assert DailyFrozenReading.objects.count() == 180
     finally:
         broker.terminate()
         broker.wait(5)
+
+
+@needs_broker
+@pytest.mark.django_db(transaction=True)
+def test_writer_threads_and_a_shared_subscription_lose_nothing(utility):
+    """Two listeners in one shared subscription, each writing with two threads (their own
+    connections, committed data: PostgreSQL), share the terminals, store every reading once and
+    acknowledge everything."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("writer threads need a database that takes concurrent writers (PostgreSQL)")
+    prefix = f"S{uuid.uuid4().hex[:5]}"
+    register_in_db(terminals=8, meters_per_terminal=50, prefix=prefix, org=utility.stations[0])
+    kw = dict(url=LOCAL, shared=prefix, writers=2, batch_readings=60, batch_seconds=0.05, receive_maximum=4)
+    listeners = [Listener(client_id=f"mmis-test-{prefix}-{k}", **kw) for k in "ab"]
+    expected = 8 * 50 * 5
+    results = {}
+
+    def run(k, li):
+        results[k] = li.run(max_seconds=60, until=lambda: DailyFrozenReading.objects.count() >= expected)
+
+    threads = [threading.Thread(target=run, args=(k, li), daemon=True) for k, li in enumerate(listeners)]
+    for t in threads:
+        t.start()
+    for li in listeners:
+        assert li.subscribed.wait(10)
+    sim = Simulator(
+        url=LOCAL, terminals=8, meters_per_terminal=50, days=5, last_day=date(2026, 3, 5), prefix=prefix
+    )
+    sim.connect()
+    for _ in range(2):  # everything twice: the second round is all duplicates
+        sim.acked = sim._published = 0
+        sim.publish_all()
+    sim.close()
+    try:
+        for t in threads:
+            t.join(70)
+    finally:
+        for li in listeners:
+            li.forget_session()
+    assert DailyFrozenReading.objects.count() == expected
+    a, b = results[0], results[1]
+    assert a.messages > 0 and b.messages > 0  # the broker divided the terminals' messages
+    assert a.messages + b.messages <= 2 * 8 * 5
+    assert a.stored + b.stored == expected
+    for li in listeners:  # every batch acknowledged, in order
+        assert li.next_ack == li.seq and not li.done
