@@ -51,6 +51,7 @@ def _c(a: np.ndarray) -> list[str]:
 
 def build_readings(ctx: DemoContext) -> None:
     from django.db import transaction
+    from django.utils import timezone
 
     from mmis.assets.models import Meter
     from mmis.cli.demo.loader import Loader
@@ -96,6 +97,7 @@ def build_readings(ctx: DemoContext) -> None:
     org = np.array([r[1] for r in rows], dtype=np.int64)
     cat = np.array([r[2] for r in rows])
     mult = np.array([float(r[3]) for r in rows])
+    mult_txt = np.array([str(r[3]) for r in rows], dtype=object)
     tou = np.array([bool(r[4]) for r in rows])
     two_part = np.array([bool(r[5]) for r in rows])
     codes = [r[6] for r in rows]
@@ -270,6 +272,7 @@ def build_readings(ctx: DemoContext) -> None:
                             "valley": opt(rates[j, k, 3], t_[sl]),
                             "reactive": opt(reactive[j, k], two[sl]),
                             "max_demand": dem_txt[sl] if k else [null] * len(j),
+                            "multiplier": mult_txt[j].tolist(),
                             "source": source[sl].tolist(),
                             "status": status[sl].tolist(),
                             "fault_flags": flags[sl].tolist(),
@@ -318,7 +321,9 @@ def build_readings(ctx: DemoContext) -> None:
                     created_at=now,
                 )
             )
+        _owners_and_deadlines(exc_rows, rng)
         ReadingException.objects.bulk_create(exc_rows, batch_size=5000)
+        _processes(ctx)
 
         # --- AMI: terminals and 45 days of daily frozen readings -----------------------------------
         ami_idx = np.nonzero(ami & (meter_id > 0))[0]
@@ -417,6 +422,9 @@ def build_readings(ctx: DemoContext) -> None:
         loader.fix_sequences([BookMembership, DailyFrozenReading])
     report.rows.update(
         {
+            "readings_exceptions_overdue": sum(
+                1 for e in exc_rows if e.due_on is not None and e.due_on < timezone.localdate()
+            ),
             "readings_books": len(books),
             "readings_monthly": written,
             "readings_exceptions_open": len(exc_rows),
@@ -426,3 +434,34 @@ def build_readings(ctx: DemoContext) -> None:
     )
     report.table_seconds.update(loader.seconds)
     ctx.data["readings"] = {"first_month": first_month, "last_month": last_month}
+
+
+def _owners_and_deadlines(exc_rows: list, rng: np.random.Generator) -> None:
+    """The open exceptions as an auditor finds them when the demo is opened: flagged over the last
+    two weeks (real time, like the work orders), each with its owner (the demo auditor for the
+    books of the first county, the nearest billing auditor elsewhere) and its deadline in working
+    days, so that some are overdue and some are due in the next days."""
+    from django.utils import timezone
+
+    from mmis.readings.services import assign_owners
+
+    now = timezone.now().replace(minute=0, second=0, microsecond=0)
+    ages = rng.choice([0, 1, 2, 3, 6, 9, 13], size=len(exc_rows))
+    groups: dict[int, list] = defaultdict(list)
+    for e, age in zip(exc_rows, ages.tolist(), strict=True):
+        e.created_at = now - timedelta(days=int(age), hours=int(rng.integers(0, 9)))
+        groups[int(age)].append(e)
+    for items in groups.values():  # the deadline counts from the day each was flagged
+        assign_owners(items, at=items[0].created_at)
+
+
+def _processes(ctx: DemoContext) -> None:
+    """The work orders the reading audit opens: site check (inspection) and the metering work
+    order (换表 / CT-PT), published for the province."""
+    from mmis.inspection import services as inspection
+    from mmis.readings import workorders
+
+    admin = ctx.users.get("admin")
+    at = datetime.combine(ctx.today - timedelta(days=60), datetime.min.time(), tzinfo=UTC)
+    for install in (inspection.install_definitions, workorders.install_definitions):
+        install(actor=admin, province=ctx.province, at=at, effective_from=date(2020, 1, 1))
