@@ -16,7 +16,7 @@ from mmis.common.errors import FieldError, InvalidInput, NotFound
 from mmis.common.periods import Period
 from mmis.org.models import Org, User
 from mmis.org.scope import DataScope
-from mmis.readings import imports, queries, services
+from mmis.readings import imports, queries, services, workorders
 from mmis.readings.models import MeterReading, ReadingBook, ReadingException, RemoteCommand, Terminal
 
 router = Router(tags=["readings"])
@@ -540,6 +540,64 @@ def billing_inputs(request, start: date, end: date, point_ids: list[int] = Query
             ],
         }
         for b in out.values()
+    ]
+
+
+# --- metering changes --------------------------------------------------------------------------------
+class MeterChangeOrderIn(Schema):
+    point_id: int
+    reason: str = Field(..., description="fault | rotation | upgrade | ratio | other")
+    note: str = ""
+
+
+class MeterChangeOut(Schema):
+    id: int
+    point_id: int
+    changed_on: date
+    old_meter: str | None
+    new_meter: str | None
+    old_multiplier: str
+    new_multiplier: str
+    old_final: dict[str, str]
+    new_initial: dict[str, str]
+    work_order: str
+    work_order_state: str
+
+
+@router.post(
+    "/readings/meter-changes/orders",
+    response={201: dict},
+    summary="Open a metering work order (换表 / CT-PT) for a point; its field step records the change",
+)
+def open_meter_change(request, payload: MeterChangeOrderIn):
+    _require(request, services.BOOK_ADMIN_ROLES, "opening metering work orders")
+    point = _point(request, payload.point_id)
+    order = workorders.open_meter_change(
+        actor=request.user, point=point, reason=payload.reason, note=payload.note, at=_now()
+    )
+    return 201, {"id": order.pk, "number": order.number}
+
+
+@router.get(
+    "/readings/meter-changes", response=list[MeterChangeOut], summary="Recorded meter and multiplier changes"
+)
+def list_meter_changes(request, point_id: int):
+    point = _point(request, point_id)
+    return [
+        {
+            "id": c.pk,
+            "point_id": c.metering_point_id,
+            "changed_on": c.changed_on,
+            "old_meter": c.old_meter.asset_no if c.old_meter_id else None,
+            "new_meter": c.new_meter.asset_no if c.new_meter_id else None,
+            "old_multiplier": _s(c.old_multiplier),
+            "new_multiplier": _s(c.new_multiplier),
+            "old_final": c.old_final,
+            "new_initial": c.new_initial,
+            "work_order": c.work_order.number if c.work_order_id else "",
+            "work_order_state": c.work_order.state if c.work_order_id else "",
+        }
+        for c in queries.meter_changes(point)
     ]
 
 

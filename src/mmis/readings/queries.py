@@ -638,6 +638,15 @@ def get_reading(user: User, pk: int) -> MeterReading:
     return r
 
 
+def meter_changes(point: MeteringPoint) -> QuerySet[MeterChange]:
+    """A point's recorded meter and multiplier changes, newest first (the caller checked scope)."""
+    return (
+        MeterChange.objects.filter(metering_point=point)
+        .select_related("old_meter", "new_meter", "work_order")
+        .order_by("-changed_on", "-pk")
+    )
+
+
 def points_in_scope(user: User) -> QuerySet[MeteringPoint]:
     return DataScope.for_user(user).filter(MeteringPoint.objects.all())
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from django.utils import timezone
+
 from mmis.assets.models import AssetState, InstrumentTransformer, Meter
 from mmis.assets.services import point_multiplier
-from mmis.common.errors import FieldError, InvalidInput
+from mmis.common.errors import FieldError, InvalidInput, NotFound
 from mmis.customers import services as customer_services
 from mmis.customers.models import MeteringPoint
 from mmis.org import audit
@@ -233,6 +235,12 @@ def open_meter_change(
     *, actor: User, point: MeteringPoint, reason: str, at: datetime, note: str = ""
 ) -> ProcessInstance:
     """Start a metering work order for a point (its field task goes to the station's readers)."""
+    try:
+        wf.resolve_definition(code=METER_CHANGE, org=point.org, on=timezone.localtime(at).date())
+    except NotFound:
+        raise services.UnableToRecordMeterChange(
+            [FieldError("process", f"no metering work order process is published for {point.org.name}")]
+        ) from None
     return wf.start_process(
         actor=actor,
         code=METER_CHANGE,

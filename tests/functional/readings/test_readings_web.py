@@ -217,3 +217,48 @@ def test_queue_shows_owner_deadline_and_overdue(world, login):
         content_type="application/json",
     )
     assert r.status_code == 422 and r.json()["errors"][0]["path"] == "owner"
+
+
+def test_api_opens_a_metering_work_order_and_lists_recorded_changes(world, login):
+    from mmis.readings import workorders
+    from mmis.workflow import services as wf
+    from mmis.workflow.models import Task
+
+    c = login(world.auditor)
+    p = world.points[0]
+    r = c.post(
+        "/api/v1/readings/meter-changes/orders",
+        {"point_id": p.pk, "reason": "fault"},
+        content_type="application/json",
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["path"] == "process"
+    workorders.install_definitions(
+        actor=None, province=world.utility.province, at=AT, effective_from=date(2025, 1, 1)
+    )
+    r = c.post(
+        "/api/v1/readings/meter-changes/orders",
+        {"point_id": p.pk, "reason": "fault"},
+        content_type="application/json",
+    )
+    assert r.status_code == 201 and r.json()["number"].startswith("JL")
+    task = Task.objects.get(instance_id=r.json()["id"], step_code="field")
+    rs.record_reading(actor=None, point=p, reading_date=date(2026, 1, 25), values={"total": "100"}, at=AT)
+    from mmis.assets import services as assets
+
+    assets.register_meter(actor=None, org=p.org, asset_no="MNEW0009", kind="single_phase")
+    wf.claim_task(actor=world.reader, task_id=task.pk, at=AT)
+    wf.complete_task(
+        actor=world.reader,
+        task_id=task.pk,
+        form={
+            "done_on": "2026-02-01",
+            "old_total": "130",
+            "new_meter_asset_no": "MNEW0009",
+            "new_total": "0",
+        },
+        at=AT,
+    )
+    listed = c.get(f"/api/v1/readings/meter-changes?point_id={p.pk}").json()
+    assert [(x["old_meter"], x["new_meter"], x["old_final"], x["work_order_state"]) for x in listed] == [
+        ("M00000001", "MNEW0009", {"total": "130"}, "running")
+    ]
