@@ -233,6 +233,8 @@ def _build_sql() -> dict[str, str]:
             for k in (Approval.Kind.LATE_FEE_WAIVER, Approval.Kind.INSTALMENT, Approval.Kind.DEFERRAL)
         ),
     }
+    # JIT off for the rest of the transaction: a generic plan's row estimate for the batch (100)
+    # can put the locked reads over jit_above_cost, and compiling costs far more than they do
     resolve = """SELECT r.idx, u.id, u.username, u.display_name, t.id, t.last_used_at,
        a.id, a.org_id, o.path, a.account_no,
        EXISTS (SELECT 1 FROM {prepaid} pp WHERE pp.account_id = a.id),
@@ -243,9 +245,9 @@ def _build_sql() -> dict[str, str]:
        (SELECT cs.id FROM {session} cs WHERE cs.cashier_id = u.id AND cs.state = 'open' LIMIT 1),
        EXISTS (SELECT 1 FROM {payment} p WHERE p.idempotency_key = r.key),
        nextval('{entry_seq}')
-FROM unnest(%(idx)s::int[], %(token_hash)s::text[], %(user_id)s::bigint[], %(account_no)s::text[],
-            %(key)s::text[], %(at)s::timestamptz[], %(roles)s::text[])
-  AS r(idx, token_hash, user_id, account_no, key, at, roles)
+FROM (SELECT set_config('jit', 'off', true)) AS no_jit,
+     json_to_recordset(%s::json)
+  AS r(idx int, token_hash text, user_id bigint, account_no text, key text, at timestamptz, roles text)
 LEFT JOIN {token} t ON t.secret_hash = r.token_hash AND t.revoked_at IS NULL
                    AND (t.expires_at IS NULL OR t.expires_at > r.at)
 JOIN {user} u ON u.id = COALESCE(t.user_id, r.user_id) AND u.is_active
@@ -253,7 +255,9 @@ JOIN {account} a ON a.account_no = r.account_no
 JOIN {org} o ON o.id = a.org_id
 ORDER BY a.id
 FOR NO KEY UPDATE OF a""".format(**t)
-    # after the locks (nothing else posts on these accounts now): one row per payment
+    # after the locks (nothing else posts on these accounts now): one row per payment. The
+    # account's entries are found by its index only (`kind || ''`: never by the kind index, which
+    # matches most of the ledger; a plan that chose it on stale statistics would read it all)
     locked = """SELECT x.idx, cs.state, cs.org_id, cs.business_date,
   EXISTS (SELECT 1 FROM {daylock} d WHERE d.org_id = cs.org_id AND d.business_date = cs.business_date),
   (SELECT COALESCE(SUM(b.amount), 0) FROM {entry} b WHERE b.account_id = x.account_id),
@@ -262,16 +266,15 @@ FOR NO KEY UPDATE OF a""".format(**t)
    FROM (SELECT e.id, e.kind, e.due_date, e.refers_to_id, e.late_fee_class,
                 e.amount - COALESCE((SELECT SUM(al.amount) FROM {alloc} al WHERE al.debit_id = e.id), 0)
                   AS open,
-                CASE WHEN e.kind <> 'late_fee' THEN (SELECT MAX(f.business_date) FROM {entry} f
-                                                     WHERE f.refers_to_id = e.id AND f.kind = 'late_fee') END
-                  AS fee_through
-         FROM {entry} e WHERE e.account_id = x.account_id AND e.kind IN ({debt_kinds})) open_debts
+                CASE WHEN e.kind <> 'late_fee' THEN
+                  (SELECT MAX(f.business_date) FROM {entry} f
+                   WHERE f.refers_to_id = e.id AND (f.kind || '') = 'late_fee') END AS fee_through
+         FROM {entry} e WHERE e.account_id = x.account_id AND (e.kind || '') IN ({debt_kinds})) open_debts
    WHERE open > 0),
   (SELECT COALESCE(json_agg(json_build_array(ap.kind, ap.target_id, ap.valid_until)), '[]')::text
    FROM {approval} ap
    WHERE ap.account_id = x.account_id AND ap.state = 'approved' AND ap.kind IN ({plan_kinds}))
-FROM unnest(%(idx)s::int[], %(account_id)s::bigint[], %(session_id)s::bigint[])
-  AS x(idx, account_id, session_id)
+FROM json_to_recordset(%s::json) AS x(idx int, account_id bigint, session_id bigint)
 JOIN {session} cs ON cs.id = x.session_id
 FOR KEY SHARE OF cs""".format(**t)
     # every row of every payment of the batch in one statement
@@ -279,38 +282,32 @@ FOR KEY SHARE OF cs""".format(**t)
   INSERT INTO {entry} (id, org_id, account_id, kind, document_no, amount, due_date, business_date,
                        posted_at, source_type, source_id, reverses_id, refers_to_id, origin_id,
                        late_fee_class, actor_id, memo)
-  SELECT id, org_id, account_id, kind, doc, amount, due, bd, at, '', NULL, NULL, ref, origin, '', actor, memo
-  FROM unnest(%(e_id)s::bigint[], %(e_org)s::bigint[], %(e_account)s::bigint[], %(e_kind)s::text[],
-              %(e_doc)s::text[], %(e_amount)s::numeric[], %(e_due)s::date[], %(e_bd)s::date[],
-              %(e_at)s::timestamptz[], %(e_ref)s::bigint[], %(e_origin)s::bigint[], %(e_actor)s::bigint[],
-              %(e_memo)s::text[])
-    AS x(id, org_id, account_id, kind, doc, amount, due, bd, at, ref, origin, actor, memo)
+  SELECT id, org, acc, kind, doc, amount, due, bd, at, '', NULL, NULL, ref, origin, '', actor, memo
+  FROM json_to_recordset(%(rows)s::json -> 'e')
+    AS x(id bigint, org bigint, acc bigint, kind text, doc text, amount numeric, due date, bd date,
+         at timestamptz, ref bigint, origin bigint, actor bigint, memo text)
 ), l AS (
   INSERT INTO {line} (entry_id, account_id, gl, amount)
-  SELECT * FROM unnest(%(l_entry)s::bigint[], %(l_account)s::bigint[], %(l_gl)s::text[],
-                       %(l_amount)s::numeric[])
+  SELECT entry, acc, gl, amount FROM json_to_recordset(%(rows)s::json -> 'l')
+    AS x(entry bigint, acc bigint, gl text, amount numeric)
 ), al AS (
   INSERT INTO {alloc} (account_id, credit_id, debit_id, component, amount, at, by_entry_id)
-  SELECT * FROM unnest(%(a_account)s::bigint[], %(a_credit)s::bigint[], %(a_debit)s::bigint[],
-                       %(a_component)s::text[], %(a_amount)s::numeric[], %(a_at)s::timestamptz[],
-                       %(a_credit)s::bigint[])
+  SELECT acc, credit, debit, component, amount, at, credit FROM json_to_recordset(%(rows)s::json -> 'a')
+    AS x(acc bigint, credit bigint, debit bigint, component text, amount numeric, at timestamptz)
+), p AS (
+  SELECT * FROM json_to_recordset(%(rows)s::json -> 'p')
+    AS x(entry bigint, org bigint, entry_org bigint, acc bigint, channel text, amount numeric,
+         at timestamptz, bd date, receipt text, key text, hash text, session bigint, actor bigint,
+         ref text, name text, repr text, after jsonb)
 ), au AS (
   INSERT INTO {audit} (at, actor_id, actor_name, action, target_type, target_id, target_repr, org_id,
                        before, after, reason)
-  SELECT at, actor, name, 'payment.take', %(target_type)s::text, target, repr, org_id, NULL, after, ''
-  FROM unnest(%(p_at)s::timestamptz[], %(p_actor)s::bigint[], %(u_name)s::text[], %(u_target)s::text[],
-              %(u_repr)s::text[], %(u_org)s::bigint[], %(u_after)s::jsonb[])
-    AS x(at, actor, name, target, repr, org_id, after)
+  SELECT at, actor, name, 'payment.take', %(target_type)s::text, entry::text, repr, entry_org, NULL, after, ''
+  FROM p
 )
 INSERT INTO {payment} (entry_id, org_id, account_id, channel, amount, paid_at, business_date, receipt_no,
                        channel_txn_id, idempotency_key, request_hash, session_id, cashier_id, reference)
-SELECT entry_id, org_id, account_id, channel, amount, at, bd, receipt_no, '', key, hash, session_id, actor,
-       ref
-FROM unnest(%(p_entry)s::bigint[], %(p_org)s::bigint[], %(p_account)s::bigint[], %(p_channel)s::text[],
-            %(p_amount)s::numeric[], %(p_at)s::timestamptz[], %(p_bd)s::date[], %(p_receipt)s::text[],
-            %(p_key)s::text[], %(p_hash)s::text[], %(p_session)s::bigint[], %(p_actor)s::bigint[],
-            %(p_reference)s::text[])
-  AS x(entry_id, org_id, account_id, channel, amount, at, bd, receipt_no, key, hash, session_id, actor, ref)
+SELECT entry, org, acc, channel, amount, at, bd, receipt, '', key, hash, session, actor, ref FROM p
 RETURNING entry_id, id""".format(**t)
     return {
         "resolve": resolve,
@@ -380,45 +377,31 @@ def _debts(debts_json: str, approvals_json: str, *, on: date) -> list[rules.Debt
     return out
 
 
-class _Rows:
-    """Column arrays of the batch's INSERT statement."""
-
-    def __init__(self) -> None:
-        self.cols: dict[str, list] = {}
-
-    def add(self, **values: Any) -> None:
-        for k, v in values.items():
-            self.cols.setdefault(k, []).append(v)
-
-
 def _post(batch: list[CounterPayment]) -> None:
-    """One transaction for the batch (distinct accounts and keys); sets each request's result."""
+    """One transaction for the batch (distinct accounts and keys); sets each request's result.
+    Row sets travel as one JSON parameter per statement (cheap to send, exact decimals as text)."""
     if not _SQL:
         _SQL.update(_build_sql())
     sql = _SQL
     for r in batch:
         r.result = None
-    n = len(batch)
     touch: dict[int, tuple[datetime, datetime]] = {}
     with transaction.atomic():
         connection.ensure_connection()
         cur = psycopg.Cursor(connection.connection)  # server-side binding: prepared statements
-        _execute(
-            cur,
-            sql["resolve"],
+        reqs = [
             {
-                "idx": list(range(n)),
-                "token_hash": [
-                    hashlib.sha256(r.token.encode()).hexdigest() if r.token is not None else None
-                    for r in batch
-                ],
-                "user_id": [r.user_id if r.token is None else None for r in batch],
-                "account_no": [r.account_no for r in batch],
-                "key": [r.idempotency_key for r in batch],
-                "at": [r.at for r in batch],
-                "roles": [",".join(r.roles) for r in batch],
-            },
-        )
+                "idx": i,
+                "token_hash": hashlib.sha256(r.token.encode()).hexdigest() if r.token is not None else None,
+                "user_id": r.user_id if r.token is None else None,
+                "account_no": r.account_no,
+                "key": r.idempotency_key,
+                "at": r.at.isoformat(),
+                "roles": ",".join(r.roles),
+            }
+            for i, r in enumerate(batch)
+        ]
+        _execute(cur, sql["resolve"], [json.dumps(reqs)])
         found: dict[int, tuple] = {}
         for row in cur.fetchall():
             (idx, _uid, _name, _display, _tok, _used, _acc, _org, _path, _no,
@@ -427,16 +410,10 @@ def _post(batch: list[CounterPayment]) -> None:
                 found[idx] = row
         if not found:
             return
-        idxs = sorted(found)
-        _execute(
-            cur,
-            sql["locked"],
-            {
-                "idx": idxs,
-                "account_id": [found[i][6] for i in idxs],
-                "session_id": [found[i][13] for i in idxs],
-            },
-        )
+        locked_rows = [
+            {"idx": i, "account_id": found[i][6], "session_id": found[i][13]} for i in sorted(found)
+        ]
+        _execute(cur, sql["locked"], [json.dumps(locked_rows)])
         plans = []
         n_fees = 0
         policies: dict[int, Any] = {}
@@ -467,88 +444,107 @@ def _post(batch: list[CounterPayment]) -> None:
         if n_fees:
             _execute(cur, sql["ids"], [n_fees])
             fee_ids = [row[0] for row in cur.fetchall()]
-        rows = _Rows()
+        entries: list[dict] = []
+        lines: list[dict] = []
+        allocs: list[dict] = []
+        pays: list[dict] = []
         answers: dict[int, tuple[int, dict]] = {}
         for idx, session_org, business_date, balance, plan in plans:
             r = batch[idx]
             (_i, uid, username, display_name, token_id, last_used, acc_id, org_id, _path, acc_no,
              _p, _m, _s, session_id, _r, entry_id) = found[idx]  # fmt: skip
             on = local_date(r.at)
+            at = r.at.isoformat()
+            bd = business_date.isoformat()
+            amount = str(r.amount)
             receipt_no = new_number("SK", business_date)
             # the payment entry, then the late fees it charges (ids in that order, as take_payment)
-            rows.add(
-                e_id=entry_id,
-                e_org=org_id,
-                e_account=acc_id,
-                e_kind=EntryKind.PAYMENT.value,
-                e_doc=receipt_no,
-                e_amount=-r.amount,
-                e_due=None,
-                e_bd=business_date,
-                e_at=r.at,
-                e_ref=None,
-                e_origin=None,
-                e_actor=uid,
-                e_memo=str(Channel(r.channel).label)[:200],
+            entries.append(
+                {
+                    "id": entry_id,
+                    "org": org_id,
+                    "acc": acc_id,
+                    "kind": EntryKind.PAYMENT.value,
+                    "doc": receipt_no,
+                    "amount": str(-r.amount),
+                    "due": None,
+                    "bd": bd,
+                    "at": at,
+                    "ref": None,
+                    "origin": None,
+                    "actor": uid,
+                    "memo": str(Channel(r.channel).label)[:200],
+                }
             )
-            rows.add(l_entry=entry_id, l_account=acc_id, l_gl=GL.RECEIVABLE.value, l_amount=-r.amount)
-            rows.add(l_entry=entry_id, l_account=None, l_gl=CHANNEL_GL[r.channel].value, l_amount=r.amount)
+            lines.append(
+                {"entry": entry_id, "acc": acc_id, "gl": GL.RECEIVABLE.value, "amount": str(-r.amount)}
+            )
+            lines.append(
+                {"entry": entry_id, "acc": None, "gl": CHANNEL_GL[r.channel].value, "amount": amount}
+            )
             fee_of: dict[int, int] = {}
             for debt_id, fee, days in plan.fees:
                 fid = fee_ids.pop(0)
                 fee_of[debt_id] = fid
-                rows.add(
-                    e_id=fid,
-                    e_org=org_id,
-                    e_account=acc_id,
-                    e_kind=EntryKind.LATE_FEE.value,
-                    e_doc=new_number("WYJ", on),
-                    e_amount=fee,
-                    e_due=business_date,
-                    e_bd=on,
-                    e_at=r.at,
-                    e_ref=debt_id,
-                    e_origin=entry_id,
-                    e_actor=uid,
-                    e_memo=f"违约金 {days} 天",
+                entries.append(
+                    {
+                        "id": fid,
+                        "org": org_id,
+                        "acc": acc_id,
+                        "kind": EntryKind.LATE_FEE.value,
+                        "doc": new_number("WYJ", on),
+                        "amount": str(fee),
+                        "due": bd,
+                        "bd": on.isoformat(),
+                        "at": at,
+                        "ref": debt_id,
+                        "origin": entry_id,
+                        "actor": uid,
+                        "memo": f"违约金 {days} 天",
+                    }
                 )
-                rows.add(l_entry=fid, l_account=acc_id, l_gl=GL.RECEIVABLE.value, l_amount=fee)
-                rows.add(l_entry=fid, l_account=None, l_gl=GL.LATE_FEE_INCOME.value, l_amount=-fee)
-            for (what, pk), component, amount in plan.allocations:
-                rows.add(
-                    a_account=acc_id,
-                    a_credit=entry_id,
-                    a_debit=fee_of[pk] if what == "fee" else pk,
-                    a_component=component,
-                    a_amount=amount,
-                    a_at=r.at,
+                lines.append({"entry": fid, "acc": acc_id, "gl": GL.RECEIVABLE.value, "amount": str(fee)})
+                lines.append({"entry": fid, "acc": None, "gl": GL.LATE_FEE_INCOME.value, "amount": str(-fee)})
+            for (what, pk), component, part in plan.allocations:
+                allocs.append(
+                    {
+                        "acc": acc_id,
+                        "credit": entry_id,
+                        "debit": fee_of[pk] if what == "fee" else pk,
+                        "component": component,
+                        "amount": str(part),
+                        "at": at,
+                    }
                 )
             after = {
                 "account": acc_no,
-                "amount": str(r.amount),
+                "amount": amount,
                 "channel": r.channel,
                 "receipt_no": receipt_no,
                 "txn": "",
             }
-            rows.add(
-                u_name=(display_name or username)[:150],
-                u_target=str(entry_id),
-                u_repr=f"{receipt_no} {EntryKind.PAYMENT.value} {-r.amount}"[:200],
-                u_org=org_id,
-                u_after=json.dumps(after),
-                p_entry=entry_id,
-                p_org=session_org,
-                p_account=acc_id,
-                p_channel=r.channel,
-                p_amount=r.amount,
-                p_at=r.at,
-                p_bd=business_date,
-                p_receipt=receipt_no,
-                p_key=r.idempotency_key,
-                p_hash=hashlib.sha256(json.dumps({"u": uid, **r.body}, sort_keys=True).encode()).hexdigest(),
-                p_session=session_id,
-                p_actor=uid,
-                p_reference=r.reference[:64],
+            pays.append(
+                {
+                    "entry": entry_id,
+                    "org": session_org,
+                    "entry_org": org_id,
+                    "acc": acc_id,
+                    "channel": r.channel,
+                    "amount": amount,
+                    "at": at,
+                    "bd": bd,
+                    "receipt": receipt_no,
+                    "key": r.idempotency_key,
+                    "hash": hashlib.sha256(
+                        json.dumps({"u": uid, **r.body}, sort_keys=True).encode()
+                    ).hexdigest(),
+                    "session": session_id,
+                    "actor": uid,
+                    "ref": r.reference[:64],
+                    "name": (display_name or username)[:150],
+                    "repr": f"{receipt_no} {EntryKind.PAYMENT.value} {-r.amount}"[:200],
+                    "after": after,
+                }
             )
             fees = sum((f for _d, f, _n in plan.fees), ZERO)
             answers[entry_id] = (
@@ -558,18 +554,16 @@ def _post(batch: list[CounterPayment]) -> None:
                     "account_no": acc_no,
                     "amount": money_str(r.amount),
                     "channel": r.channel,
-                    "paid_at": r.at.isoformat(),
-                    "business_date": business_date.isoformat(),
+                    "paid_at": at,
+                    "business_date": bd,
                     "balance": money_str(balance - r.amount + fees),
                     "reversed": False,
                 },
             )
             if token_id is not None and (last_used is None or r.at - last_used >= LAST_USED_RESOLUTION):
                 touch[token_id] = (r.at, r.at - LAST_USED_RESOLUTION)
-        params = {k: [] for k in ("a_account", "a_credit", "a_debit", "a_component", "a_amount", "a_at")}
-        params |= rows.cols
-        params["target_type"] = LedgerEntry._meta.label_lower
-        _execute(cur, sql["post"], params)
+        rows = json.dumps({"e": entries, "l": lines, "a": allocs, "p": pays})
+        _execute(cur, sql["post"], {"rows": rows, "target_type": LedgerEntry._meta.label_lower})
         posted = {entry_id: pid for entry_id, pid in cur.fetchall()}
         for token_id, (at, stale) in touch.items():  # at most once a minute per token
             _execute(cur, sql["touch_token"], [at, token_id, stale])
