@@ -63,6 +63,61 @@ build(DemoContext(customers=int(sys.argv[1]), progress=False), steps)
 """
 
 
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc; 0 for a process that is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds spent by some processes and by this database's PostgreSQL backends while a run
+    goes: backends come and go (the run's calculating thread opens its own connection), so they
+    are sampled during the run and each one counts from its first sample to its last."""
+
+    def __init__(self, pids: list[int]) -> None:
+        from django.utils import timezone
+
+        self.pids = pids
+        self.started = timezone.now()
+        self.seen: dict[int, list[float]] = {}
+        self.last = 0.0
+        self.sample(force=True)
+
+    def _backends(self) -> list[tuple[int, bool]]:
+        """This database's backends, and whether each started after the meter did."""
+        from django.db import connection
+
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT pid, backend_start >= %s FROM pg_stat_activity WHERE datname = current_database()"
+                " AND backend_type = 'client backend'",
+                [self.started],
+            )
+            return cur.fetchall()
+
+    def sample(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self.last < 0.5:
+            return
+        self.last = now
+        keys = [("app", pid, False) for pid in self.pids]
+        keys += [("pg", pid, new) for pid, new in self._backends()]
+        for kind, pid, new in keys:
+            cpu = _cpu_seconds(pid)
+            first_last = self.seen.setdefault((kind, pid), [0.0 if new else cpu, cpu])
+            first_last[1] = max(first_last[1], cpu)
+
+    def seconds(self) -> tuple[float, float]:
+        """(application CPU, PostgreSQL CPU) since the meter started."""
+        self.sample(force=True)
+        app = sum(b - a for (kind, _), (a, b) in self.seen.items() if kind == "app")
+        pg = sum(b - a for (kind, _), (a, b) in self.seen.items() if kind == "pg")
+        return app, pg
+
+
 def env_for(url: str, broker: str = "") -> dict[str, str]:
     env = dict(os.environ)
     env["MMIS_DATABASE_URL"] = url
@@ -88,7 +143,11 @@ def seed(url: str, scale: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=int, default=1_000_000)
-    p.add_argument("--no-seed", action="store_true", help="reuse the seeded database")
+    p.add_argument(
+        "--no-seed",
+        action="store_true",
+        help="reuse the seeded customers and readings (earlier billing output is removed first)",
+    )
     p.add_argument("--no-celery", action="store_true")
     p.add_argument("--sample", type=int, default=1000)
     args = p.parse_args(argv)
@@ -112,10 +171,19 @@ def main(argv: list[str] | None = None) -> int:
 
     month = Period.month(2026, 3)
     with connection.cursor() as cur:
-        cur.execute("DELETE FROM readings_meterreading")
         t0 = time.perf_counter()
-        cur.execute(READINGS_SQL)
-        n_readings = cur.rowcount
+        cur.execute("SELECT COUNT(*) FROM readings_meterreading")
+        n_readings = cur.fetchone()[0]
+        if not args.no_seed or n_readings == 0:
+            cur.execute("DELETE FROM readings_meterreading")
+            t0 = time.perf_counter()
+            cur.execute(READINGS_SQL)
+            n_readings = cur.rowcount
+        if args.no_seed:  # the seeded file and readings again, but the month's FIRST run
+            cur.execute(
+                "TRUNCATE billing_auditflag, billing_billline, billing_correction, billing_bill,"
+                " billing_runexception, billing_runtariff, billing_runpartition, billing_billingrun"
+            )
         cur.execute("ANALYZE")
     readings_s = time.perf_counter() - t0
     province = Org.objects.filter(depth=1).order_by("path").first()
@@ -124,9 +192,17 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     run = services.plan_run(org=province, month=month, actor=None, at=timezone.now())
     plan_s = time.perf_counter() - t0
+    cpu0 = time.process_time()
+    meter = CpuMeter([])
+
+    def progress(part) -> None:
+        bar.update(part.points)
+        meter.sample()
+
     with tqdm(total=run.points_total, unit=" points", desc="in-process run", file=sys.stderr) as bar:
-        run = services.run_in_process(run, progress=lambda part: bar.update(part.points))
+        run = services.run_in_process(run, progress=progress)
     run_s = time.perf_counter() - t0
+    app_cpu, pg_cpu = time.process_time() - cpu0, meter.seconds()[1]
     bills = run.bills
     lines = BillLine.objects.filter(bill__run=run).count()
 
@@ -177,9 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     # --- Celery mode: 2 worker processes, same code path ------------------------------------
     celery_s = None
     celery_bills = None
+    celery_cpu = (0.0, 0.0)
     if not args.no_celery:
-        celery_s, celery_bills = celery_run(url, broker, province.pk, month)
+        celery_s, celery_bills, celery_cpu = celery_run(url, broker, province.pk, month)
 
+    per_cpu_h = bills / (app_cpu + pg_cpu) * 3600 if app_cpu + pg_cpu else 0.0
     rows = [
         ("customers seeded (demo builder)", f"{args.scale:,}", f"{seed_s:.1f} s" if seed_s else "reused"),
         ("register readings (SQL)", f"{n_readings:,}", f"{readings_s:.1f} s"),
@@ -189,14 +267,27 @@ def main(argv: list[str] | None = None) -> int:
         ("  exceptions", f"{run.exceptions:,}", ""),
         ("  held for audit", f"{run.flagged:,}", ""),
         ("  bills/s (1 process)", f"{bills / run_s:,.0f}", f"{bills / run_s * 3600:,.0f} /h"),
+        (
+            "  CPU: Python + PostgreSQL",
+            f"{app_cpu:,.1f} + {pg_cpu:,.1f} s",
+            f"{per_cpu_h:,.0f} bills per CPU-hour",
+        ),
         ("raw COPY of the same rows", f"{bills + lines:,}", f"{copy_s:.1f} s"),
         ("run / COPY", f"{run_s / copy_s:.2f}×", "target ≤ 3×"),
         ("scalar check: wrong bills", f"{wrong} / {len(sample)}", ""),
         ("load average (1, 5, 15 min)", " ".join(f"{x:.1f}" for x in os.getloadavg()), "shared machine"),
     ]
     if celery_s is not None:
+        c_cpu = sum(celery_cpu)
         rows.append(("run on Celery, 2 workers: bills", f"{celery_bills:,}", f"{celery_s:.1f} s"))
-        rows.append(("  bills/s (2 workers)", f"{celery_bills / celery_s:,.0f}", ""))
+        rows.append(("  bills/s (2 workers)", f"{celery_bills / celery_s:,.0f}", "replaces the drafts above"))
+        rows.append(
+            (
+                "  CPU: workers + PostgreSQL",
+                f"{celery_cpu[0]:,.1f} + {celery_cpu[1]:,.1f} s",
+                f"{celery_bills / c_cpu * 3600:,.0f} bills per CPU-hour" if c_cpu else "",
+            )
+        )
     w = max(len(r[0]) for r in rows)
     print(f"{'billing run':<{w}}  {'count':>14}  time")
     for a, b, c in rows:
@@ -213,17 +304,33 @@ def main(argv: list[str] | None = None) -> int:
                 "copy_seconds": round(copy_s, 2),
                 "ratio_to_copy": round(run_s / copy_s, 2),
                 "wrong_bills": wrong,
+                "cpu_seconds": round(app_cpu + pg_cpu, 1),
+                "bills_per_cpu_hour": round(per_cpu_h),
                 "loadavg_1m": round(os.getloadavg()[0], 2),
                 "celery_workers": 2 if celery_s is not None else 0,
                 "celery_seconds": None if celery_s is None else round(celery_s, 2),
                 "celery_bills_per_s": None if celery_s is None else round(celery_bills / celery_s, 1),
+                "celery_cpu_seconds": None if celery_s is None else round(sum(celery_cpu), 1),
             }
         )
     )
     return 0
 
 
-def celery_run(url: str, broker: str, org_id: int, month) -> tuple[float, int]:
+def _children(parent: int) -> list[int]:
+    """The celery master and its worker processes."""
+    out = [parent]
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    out.append(int(d.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def celery_run(url: str, broker: str, org_id: int, month) -> tuple[float, int, tuple[float, float]]:
     """Plan a fresh run of the month and let 2 Celery worker processes calculate it."""
     from django.utils import timezone
 
@@ -271,13 +378,15 @@ def celery_run(url: str, broker: str, org_id: int, month) -> tuple[float, int]:
             mode=BillingRun.Mode.CELERY,
         )
         t0 = time.perf_counter()
+        meter = CpuMeter(_children(worker.pid))
         services.dispatch(run)
         while True:
             run.refresh_from_db()
             if run.partitions_done + run.partitions_failed >= run.partitions_total:
                 break
+            meter.sample()
             time.sleep(0.2)
-        return time.perf_counter() - t0, run.bills
+        return time.perf_counter() - t0, run.bills, meter.seconds()
     finally:
         worker.terminate()
         worker.wait(timeout=30)

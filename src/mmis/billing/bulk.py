@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from django.db import connection
+from django.db import connection, transaction
 
 from mmis.billing import rules
 from mmis.billing.calc import (
@@ -93,12 +93,13 @@ READING_COLS = (
 
 
 def _sql(*, with_readings: bool) -> str:
-    """The partition's inputs, one row per point in id order (named parameters, see `load`)."""
-    ids = (
-        "p.id = ANY(%(ids)s)"
-        if connection.vendor == "postgresql"
-        else "p.id IN (SELECT value FROM json_each(%(ids)s))"
-    )
+    """The partition's inputs, one row per point in id order (named parameters, see `load`).
+
+    On PostgreSQL the per-point probes (an older bill, the end meter, a metering change) are
+    LATERAL joins, so the planner cannot turn one into a scan of every bill or meter hashed once;
+    SQLite runs them as correlated subqueries, one per row."""
+    pg = connection.vendor == "postgresql"
+    ids = "p.id = ANY(%(ids)s)" if pg else "p.id IN (SELECT value FROM json_each(%(ids)s))"
     ctes = [
         f"""pts AS (
   SELECT p.id, p.org_id, p.customer_id, p.account_id, p.usage_category, p.tariff_code,
@@ -108,10 +109,6 @@ def _sql(*, with_readings: bool) -> str:
          CASE WHEN p.energised_on > %(month_start)s AND p.energised_on < %(month_end)s
               THEN 1 ELSE 0 END AS mid
   FROM customers_meteringpoint p WHERE {ids})""",
-        """subs AS (
-  SELECT c.parent_id AS pid, COUNT(*) AS n FROM customers_meteringpoint c
-  WHERE c.parent_id IN (SELECT id FROM pts) AND c.role = 'sub' AND c.status = 'active'
-  GROUP BY c.parent_id)""",
         f"""hist AS (
   SELECT b.point_id AS pid,
     MAX(CASE WHEN b.period_start >= %(prev_start)s AND b.period_start < %(prev_end)s
@@ -130,20 +127,30 @@ def _sql(*, with_readings: bool) -> str:
     AND b.period_start < %(month_end)s AND b.state <> 'returned'
   GROUP BY b.point_id)""",
     ]
+    probes = {  # name → a query of at most one row, correlated with the point (and its readings)
+        "old": """SELECT 1 AS one FROM billing_bill b WHERE b.point_id = pts.id
+             AND b.period_start < %(hist_from)s AND b.state <> 'returned' LIMIT 1""",
+    }
     select = [
         "pts.*",
-        "COALESCE(subs.n, 0) AS subs",
+        """(SELECT COUNT(*) FROM customers_meteringpoint c WHERE c.parent_id = pts.id
+             AND c.role = 'sub' AND c.status = 'active') AS subs""",
         "COALESCE(hist.issued, 0) AS issued",
-        """CASE WHEN hist.earlier = 1 OR EXISTS (SELECT 1 FROM billing_bill b WHERE b.point_id = pts.id
-             AND b.period_start < %(hist_from)s AND b.state <> 'returned') THEN 1 ELSE 0 END AS earlier""",
+        "CASE WHEN hist.earlier = 1 OR {old} = 1 THEN 1 ELSE 0 END AS earlier",
         f"COALESCE(hist.last_amt, {NONE}) AS last_amt",
         f"COALESCE(hist.last_en, {NONE}) AS last_en",
         f"COALESCE(hist.ly_amt, {NONE}) AS ly_amt",
         "COALESCE(hist.ytd, 0) AS ytd",
     ]
-    joins = ["LEFT JOIN subs ON subs.pid = pts.id", "LEFT JOIN hist ON hist.pid = pts.id"]
+    joins = ["LEFT JOIN hist ON hist.pid = pts.id"]
     if with_readings:
         regs = ", ".join(f"{_e4('r.' + n)} AS {c}" for c, n in zip(REGS, REG_NAMES, strict=True))
+        cols = ("meter", "est", *REGS, "md", "mult")
+        pivot = ", ".join(
+            f"MAX(CASE WHEN rn = {k} THEN {c} END) AS {side}_{c}"
+            for k, side in ((1, "e"), (2, "s"))
+            for c in ("day", *cols)
+        )
         ctes.append(
             f"""rd AS (
   SELECT r.metering_point_id AS pid, r.reading_date AS day, COALESCE(r.meter_id, 0) AS meter,
@@ -154,24 +161,29 @@ def _sql(*, with_readings: bool) -> str:
   WHERE r.metering_point_id IN (SELECT id FROM pts) AND r.reading_date >= %(since)s
     AND r.reading_date < %(month_end)s AND r.status IN ('valid', 'accepted', 'estimated'))"""
         )
+        # the two latest billable readings of each point side by side: one row per point, so the
+        # join with the points is a hash or merge join whatever the planner guesses of the window
+        ctes.append(f"rp AS (SELECT pid, {pivot} FROM rd WHERE rn <= 2 GROUP BY pid)")
+        joins.append("LEFT JOIN rp ON rp.pid = pts.id")
+        probes["digits"] = (
+            "SELECT m.register_digits AS one FROM assets_meter m WHERE m.id = rp.e_meter LIMIT 1"
+        )
+        probes["chg"] = """SELECT 1 AS one FROM readings_meterchange mc WHERE mc.metering_point_id = pts.id
+                 AND mc.changed_on >= rp.s_day AND mc.changed_on <= rp.e_day LIMIT 1"""
+        # the closing reading must be inside the month; the opening one is the billable one before
+        has_end = "rp.e_day >= %(month_start)s"
         select += [
-            f"COALESCE(e.meter, {NONE}) AS e_meter",
-            "COALESCE(e.est, 0) AS e_est",
-            *(f"COALESCE(e.{r}, {NONE}) AS e_{r}" for r in REGS),
-            f"COALESCE(e.md, {NONE}) AS e_md",
-            f"COALESCE(e.mult, {NONE}) AS e_mult",
-            f"COALESCE(s.meter, {NONE}) AS s_meter",
-            f"COALESCE(s.mult, {NONE}) AS s_mult",
-            *(f"COALESCE(s.{r}, {NONE}) AS s_{r}" for r in REGS),
-            f"COALESCE(m.register_digits, {NONE}) AS digits",
-            """CASE WHEN EXISTS (SELECT 1 FROM readings_meterchange mc WHERE mc.metering_point_id = pts.id
-                 AND mc.changed_on >= s.day AND mc.changed_on <= e.day) THEN 1 ELSE 0 END AS changes""",
+            *(f"CASE WHEN {has_end} THEN COALESCE(rp.e_{c}, {NONE}) ELSE {NONE} END AS e_{c}" for c in cols),
+            *(f"CASE WHEN {has_end} THEN COALESCE(rp.s_{c}, {NONE}) ELSE {NONE} END AS s_{c}" for c in cols),
+            f"COALESCE({{digits}}, {NONE}) AS digits",
+            "CASE WHEN {chg} = 1 THEN 1 ELSE 0 END AS changes",
         ]
-        joins += [
-            "LEFT JOIN rd e ON e.pid = pts.id AND e.rn = 1 AND e.day >= %(month_start)s",
-            "LEFT JOIN rd s ON s.pid = pts.id AND s.rn = 2",
-            "LEFT JOIN assets_meter m ON m.id = e.meter",
-        ]
+    if pg:
+        joins += [f"LEFT JOIN LATERAL ({q}) {name} ON true" for name, q in probes.items()]
+        refs = {name: f"{name}.one" for name in probes}
+    else:
+        refs = {name: f"({q})" for name, q in probes.items()}
+    select = [x.format(**refs) if "{" in x else x for x in select]
     return f"WITH {', '.join(ctes)}\nSELECT {', '.join(select)}\nFROM pts {' '.join(joins)}\nORDER BY pts.id"
 
 
@@ -219,7 +231,11 @@ def load(point_ids: list[int], month: Period, *, with_readings: bool) -> Cols:
         "hist_from": min(ly.start, tier),
         "since": month.start - timedelta(days=LOOKBACK_DAYS),
     }
-    with connection.cursor() as cur:
+    with transaction.atomic(), connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            # the planner's guess of the joined row count is far too high and would JIT-compile
+            # the query (seconds of LLVM for a query that runs in milliseconds)
+            cur.execute("SET LOCAL jit = off")
         cur.execute(_sql(with_readings=with_readings), values)
         names_out = [d[0] for d in cur.description]
         rows = cur.fetchall()
@@ -295,7 +311,7 @@ def compute_readings(cols: Cols) -> None:
         "has_kvarh": has_kvarh,
         "md": np.where(has_md & ok, md_prod // Q, 0),
         "has_md": has_md,
-        "est": c["e_est"].astype(bool),
+        "est": c["e_est"] == 1,
         "mult_changed": (c["s_mult"] != NONE) & (c["s_mult"] != mult),
         "ok": ok,
     }
