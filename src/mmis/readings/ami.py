@@ -549,6 +549,7 @@ class Listener:
         self.done: dict[int, list[Incoming]] = {}
         self.next_ack = 0
         self.seq = 0
+        self.threads: list[threading.Thread] = []
 
     def _publish(self, topic: str, payload: dict) -> None:
         self.client.publish(topic, json.dumps(payload), qos=1)
@@ -621,7 +622,7 @@ class Listener:
     ) -> Stats:
         """Consume until stopped (or idle for `idle_exit` seconds, `max_seconds`, or `until()`)."""
         self.start()
-        writers = [
+        writers = self.threads = [
             threading.Thread(target=self._writer, name=f"ami-writer-{i}", daemon=True)
             for i in range(self.writer_count)
         ]
@@ -646,7 +647,7 @@ class Listener:
                     break
         finally:
             for _ in writers:  # let the writers finish (and acknowledge) what they hold
-                self.work.put(None)
+                self._put(None)
             for w in writers:
                 w.join(timeout=120)
             self.stop()
@@ -680,7 +681,7 @@ class Listener:
             if self.on_batch is not None:
                 self.on_batch(self.ingestor.stats)
             return
-        self.work.put((seq, batch, prepared))
+        self._put((seq, batch, prepared))
 
     def _writer(self) -> None:
         try:
@@ -693,8 +694,24 @@ class Listener:
                 self._acknowledge(seq, batch)
                 if self.on_batch is not None:
                     self.on_batch(self.ingestor.stats)
+        except Exception:
+            # nothing of the failed batch (nor after it) is acknowledged: the broker keeps it
+            log.exception("a writer stopped; the listener stops without acknowledging the rest")
+            self.stopping.set()
         finally:
             connection.close()
+
+    def _put(self, item: tuple | None) -> bool:
+        """Hand work to the writers; False when they are gone (the listener is stopping)."""
+        while True:
+            try:
+                self.work.put(item, timeout=1.0)
+                return True
+            except queue.Full:
+                if self.stopping.is_set() and item is not None:
+                    return False
+                if not any(t.is_alive() for t in self.threads):
+                    return False
 
     def _store(self, batch: list[Incoming], prepared: Prepared) -> None:
         for attempt in range(5):

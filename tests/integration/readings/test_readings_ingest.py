@@ -113,3 +113,17 @@ def test_parse_rejects_bad_days_and_numbers():
         b'{"type":"frozen","day":"2026-02-03","meters":[{"addr":"000000000001","total":"-1"}]}', received=AT
     )
     assert p.frozen == [] and "non-negative" in p.problems[0]
+
+
+def test_batches_stored_out_of_order_are_acknowledged_in_order(world):
+    from mmis.readings.ami import Listener
+
+    listener = Listener(url="mqtt://127.0.0.1:1", client_id="mmis-test-order")
+    acked = []
+    listener.client = type("C", (), {"ack": lambda self, mid, qos: acked.append(mid)})()
+    first = [Incoming("t", b"", 11, 1, AT), Incoming("t", b"", 12, 1, AT)]
+    second = [Incoming("t", b"", 13, 1, AT), Incoming("t", b"", 14, 0, AT)]  # QoS 0: nothing to ack
+    listener._acknowledge(1, second)  # the second writer finished first
+    assert acked == []
+    listener._acknowledge(0, first)
+    assert acked == [11, 12, 13] and listener.next_ack == 2 and not listener.done
