@@ -1314,7 +1314,11 @@ def record_site_check_result(
     if errors:
         raise UnableToDecide(errors)
     with transaction.atomic():
-        exc = ReadingException.objects.select_for_update().select_related("work_order").get(pk=exception_id)
+        exc = (
+            ReadingException.objects.select_for_update(of=("self",))
+            .select_related("work_order")
+            .get(pk=exception_id)
+        )
         if exc.decision != ReadingException.Decision.SITE_CHECK or exc.work_order_id is None:
             raise UnableToDecide([FieldError("exception", "no site check was sent for this exception")])
         if exc.check_result:
