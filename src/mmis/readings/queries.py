@@ -17,7 +17,7 @@ from mmis.assets.models import Meter
 from mmis.common.errors import InvalidInput, NotFound
 from mmis.common.periods import Period, next_month_start
 from mmis.customers.models import MeteringPoint
-from mmis.org.models import User
+from mmis.org.models import Org, User
 from mmis.org.scope import DataScope
 from mmis.readings import rules
 from mmis.readings.models import (
@@ -31,6 +31,7 @@ from mmis.readings.models import (
     ReadingPlan,
     RemoteCommand,
     Terminal,
+    ValidationSettings,
 )
 from mmis.workflow.models import ProcessInstance
 
@@ -687,3 +688,82 @@ def open_exception_counts(user: User) -> dict[str, int]:
 
 def q_search(text: str) -> Q:
     return Q(metering_point__point_no__icontains=text) | Q(metering_point__name__icontains=text)
+
+
+# --- VEE settings per org ----------------------------------------------------------------------
+@dataclass
+class SettingRow:
+    """One VEE setting as it applies at an org: the value in force, the org it comes from (None:
+    the system default of DOMAIN.md) and the org's own value (None: inherited)."""
+
+    name: str
+    label: str
+    value: object
+    source: Org | None
+    own: object
+    default: object
+
+
+def validation_settings(org: Org) -> list[SettingRow]:
+    """Every VEE setting at `org` (thresholds, seasonal usage categories, exception deadline days,
+    default auditor) with where it is inherited from; the caller checked the org is in scope."""
+    paths = org.ancestor_paths()  # nearest first
+    rows = {
+        s.org.path: s
+        for s in ValidationSettings.objects.filter(org__path__in=paths).select_related("org", "auditor")
+    }
+    defaults = rules.DEFAULT_THRESHOLDS
+    out = []
+    for name in (*rules.Thresholds.names(), "auditor"):
+        label = str(ValidationSettings._meta.get_field(name).verbose_name)
+        default = getattr(defaults, name, None)
+        value, source = default, None
+        for path in paths:
+            s = rows.get(path)
+            if s is not None and getattr(s, name) is not None:
+                value, source = getattr(s, name), s.org
+                break
+        own_row = rows.get(org.path)
+        own = getattr(own_row, name) if own_row is not None else None
+        if name == "seasonal_categories":
+            value = tuple(c for c in value.split(",") if c) if isinstance(value, str) else value
+        out.append(SettingRow(name, label, value, source, own, default))
+    return out
+
+
+def auditor_choices(org: Org) -> QuerySet[User]:
+    """Who may be an org's default auditor: active billing auditors of the org or an org above
+    it (they see the org's exceptions)."""
+    return (
+        User.objects.filter(is_active=True, roles__code="billing_auditor", org__path__in=org.ancestor_paths())
+        .select_related("org")
+        .distinct()
+        .order_by("org__path", "username")
+    )
+
+
+def settings_orgs(user: User) -> QuerySet[Org]:
+    """The orgs whose VEE settings the user sees and sets: the user's own subtree."""
+    return DataScope.for_user(user).orgs().exclude(level=Org.Level.SERVICE_HALL).order_by("path")
+
+
+def assignable_owners(exception: ReadingException, roles: Sequence[str]) -> QuerySet[User]:
+    """Who an exception can be handed to: active users with one of `roles` whose data scope holds
+    the exception's org (the service checks again)."""
+    return (
+        User.objects.filter(
+            is_active=True,
+            roles__code__in=list(roles),
+            scope_grants__org__path__in=exception.org.ancestor_paths(),
+        )
+        .distinct()
+        .order_by("username")
+    )
+
+
+def metering_orders(point: MeteringPoint) -> QuerySet[ProcessInstance]:
+    """The metering work orders (换表 / CT-PT) opened for a point, newest first (the caller checked
+    scope)."""
+    return ProcessInstance.objects.filter(
+        definition__code="meter_change", subject_type="customers.meteringpoint", subject_id=str(point.pk)
+    ).order_by("-started_at", "-pk")

@@ -99,6 +99,10 @@ def thresholds_for(org: Org) -> rules.Thresholds:
 
 
 INT_SETTINGS = {"zero_use_periods", "max_consecutive_estimates", "missing_grace_days", "exception_days"}
+# who sets VEE thresholds (as billing audit rules: billing auditors and administrators)
+SETTINGS_ROLES = ("billing_auditor", "administrator")
+SETTING_MAX_INT = 1000
+SETTING_MAX_DECIMAL = Decimal(10000)  # DecimalField(6, 2)
 
 
 def set_thresholds(
@@ -115,6 +119,8 @@ def set_thresholds(
         if name == "auditor":
             if value is not None and not (isinstance(value, User) and value.has_role("billing_auditor")):
                 errors.append(FieldError(name, "must be a user with the billing auditor role"))
+            elif value is not None and not (value.is_active and DataScope.for_user(value).contains_org(org)):
+                errors.append(FieldError(name, f"{value} is not active or cannot see {org.name}"))
             else:
                 clean[name] = value
             continue
@@ -136,14 +142,31 @@ def set_thresholds(
             clean[name] = None
             continue
         try:
-            d = Decimal(str(value))
+            d = Decimal(str(value).strip())
         except InvalidOperation:
             errors.append(FieldError(name, "must be a number"))
             continue
-        if d <= 0 and name not in {"missing_grace_days"}:
+        if not d.is_finite():
+            errors.append(FieldError(name, "must be a number"))
+        elif name == "missing_grace_days" and d < 0:
+            errors.append(FieldError(name, "must be 0 or more"))
+        elif d <= 0 and name != "missing_grace_days":
             errors.append(FieldError(name, "must be greater than 0"))
-            continue
-        clean[name] = int(d) if name in INT_SETTINGS else d
+        elif name in INT_SETTINGS and d != d.to_integral_value():
+            errors.append(FieldError(name, "must be a whole number"))
+        elif name in INT_SETTINGS and d > SETTING_MAX_INT:
+            errors.append(FieldError(name, f"must be at most {SETTING_MAX_INT}"))
+        elif name not in INT_SETTINGS and d != d.quantize(Decimal("0.01")):
+            errors.append(FieldError(name, "at most 2 decimal places"))
+        elif name not in INT_SETTINGS and d >= SETTING_MAX_DECIMAL:
+            errors.append(FieldError(name, f"must be less than {SETTING_MAX_DECIMAL}"))
+        else:
+            clean[name] = int(d) if name in INT_SETTINGS else d
+    if actor is not None:
+        if not (actor.is_superuser or actor.has_role(*SETTINGS_ROLES)):
+            errors.append(FieldError("actor", "only a billing auditor or administrator sets VEE thresholds"))
+        elif not DataScope.for_user(actor).contains_org(org):
+            errors.append(FieldError("org", f"{org.name} is outside your data scope"))
     if errors:
         raise InvalidInput(errors)
     with transaction.atomic():

@@ -13,6 +13,9 @@ urlpatterns = [
     path("import/", views.import_page, name="import"),
     path("exceptions/", views.exceptions_queue, name="exceptions"),
     path("exceptions/<int:pk>/decide/", views.decide, name="decide"),
+    path("exceptions/<int:pk>/assign/", views.assign, name="assign"),
+    path("points/<int:pk>/", views.point_detail, name="point"),
+    path("settings/", views.vee_settings, name="settings"),
     path("terminals/", views.terminals, name="terminals"),
     path("commands/", views.commands, name="commands"),
 ]

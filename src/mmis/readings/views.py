@@ -5,6 +5,7 @@ Thin: parse, call one service or query, render."""
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -14,16 +15,26 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from mmis.assets.models import Meter
 from mmis.common.errors import InvalidInput, NotFound
+from mmis.customers.models import UsageCategory
 from mmis.org.scope import DataScope
-from mmis.readings import imports, queries, services
+from mmis.readings import imports, queries, services, workorders
 from mmis.readings.models import ReadingException, RemoteCommand, Terminal
 
 VALUE_NAMES = ("total", "sharp", "peak", "flat", "valley", "reactive", "max_demand")
+METER_CHANGE_REASONS = {
+    "fault": gettext_lazy("故障换表"),
+    "rotation": gettext_lazy("周期轮换"),
+    "upgrade": gettext_lazy("改造升级"),
+    "ratio": gettext_lazy("互感器变比变更"),
+    "other": gettext_lazy("其他"),
+}
 
 
 def _month(request: HttpRequest) -> date:
@@ -286,6 +297,13 @@ def exceptions_queue(request: HttpRequest) -> HttpResponse:
         overdue_on=today if overdue else None,
     )
     page = Paginator(qs, 50).get_page(request.GET.get("page"))
+    can_decide = request.user.has_role(*services.AUDITOR_ROLES)
+    if can_decide and state == "open":
+        by_org: dict[int, list] = {}
+        for e in page:  # the page's rows become a list: the choices stay on them
+            if e.org_id not in by_org:
+                by_org[e.org_id] = list(queries.assignable_owners(e, services.AUDITOR_ROLES))
+            e.owner_choices = [u for u in by_org[e.org_id] if u.pk != e.owner_id]
     query = urlencode(
         {"state": state, "rule": rule, "who": "mine" if mine else "", "overdue": "1" if overdue else ""}
     )
@@ -304,7 +322,7 @@ def exceptions_queue(request: HttpRequest) -> HttpResponse:
             "decisions": ReadingException.Decision.choices,
             "counts": queries.open_exception_counts(request.user),
             "overdue_total": queries.overdue_count(request.user, today=today),
-            "can_decide": request.user.has_role(*services.AUDITOR_ROLES),
+            "can_decide": can_decide,
         },
     )
 
@@ -395,4 +413,227 @@ def commands(request: HttpRequest) -> HttpResponse:
             "commands": RemoteCommand.Command.choices,
             "can_send": request.user.has_role(*services.COMMAND_ROLES),
         },
+    )
+
+
+# --- VEE settings per org ----------------------------------------------------------------------
+NUMBER_SETTINGS = (
+    "jump_factor",
+    "zero_use_periods",
+    "imbalance_units",
+    "rollover_max_factor",
+    "max_consecutive_estimates",
+    "missing_grace_days",
+    "demand_capacity_factor",
+    "exception_days",
+)
+SETTING_HELP = {
+    "jump_factor": gettext_lazy("本期电量大于基准的 k 倍或小于基准的 1/k 时挂起"),
+    "zero_use_periods": gettext_lazy("连续零电量达到该期数转用电检查"),
+    "imbalance_units": gettext_lazy("总示数与各时段示数之和的允许差(按末位计)"),
+    "rollover_max_factor": gettext_lazy("示数倒走时按满码翻转处理的最大电量倍数"),
+    "max_consecutive_estimates": gettext_lazy("超过后需现场抄表"),
+    "missing_grace_days": gettext_lazy("抄表例日后多少天仍未抄视为漏抄"),
+    "demand_capacity_factor": gettext_lazy("最大需量超过合同容量乘以该系数时提示"),
+    "exception_days": gettext_lazy("从异常产生起按工作日计"),
+    "seasonal_categories": gettext_lazy("这些用电类别以去年同月电量为基准"),
+    "auditor": gettext_lazy("抄表段未指定审核员时的异常责任人"),
+}
+MESSAGE_TEXT = {
+    "must be a number": gettext_lazy("请输入数字"),
+    "must be 0 or more": gettext_lazy("不能小于 0"),
+    "must be greater than 0": gettext_lazy("必须大于 0"),
+    "must be a whole number": gettext_lazy("请输入整数"),
+    "at most 2 decimal places": gettext_lazy("最多两位小数"),
+    "must be a user with the billing auditor role": gettext_lazy("请选择核算员"),
+}
+
+
+def _setting_message(message: str) -> str:
+    if message in MESSAGE_TEXT:
+        return str(MESSAGE_TEXT[message])
+    if message.startswith("must be at most") or message.startswith("must be less than"):
+        return _("超出允许范围: %(m)s") % {"m": message.rsplit(" ", 1)[-1]}
+    if message.startswith("unknown usage categories"):
+        return _("未知的用电类别")
+    return message
+
+
+def _can_set_vee(user) -> bool:
+    return user.is_superuser or user.has_role(*services.SETTINGS_ROLES)
+
+
+@login_required
+def vee_settings(request: HttpRequest) -> HttpResponse:
+    """The VEE settings in force at an org of the user's subtree (and where each is inherited
+    from); billing auditors and administrators edit the org's own values (blank: inherit)."""
+    if not (request.user.is_superuser or request.user.has_role(*services.AUDITOR_ROLES)):
+        return _forbidden(request, _("您的角色不能查看抄表审核设置"))
+    data = request.POST if request.method == "POST" else request.GET
+    orgs = queries.settings_orgs(request.user)
+    org_id = data.get("org", "")
+    if org_id:
+        org = orgs.filter(pk=org_id).first() if org_id.isdigit() else None
+        if org is None:
+            raise Http404("单位不存在或不在您的数据权限范围内")
+    else:
+        org = orgs.filter(pk=request.user.org_id).first() or orgs.first()
+    if org is None:
+        return _forbidden(request, _("您的数据权限范围内没有单位"))
+    can_write = _can_set_vee(request.user)
+    auditors = list(queries.auditor_choices(org))
+    errors: dict[str, str] = {}
+    posted = None
+    status = 200
+    if request.method == "POST":
+        if not can_write:
+            return _forbidden(request, _("只有核算员或系统管理员可以修改抄表审核设置"))
+        posted = request.POST
+        values: dict[str, object] = {n: posted.get(n, "").strip() or None for n in NUMBER_SETTINGS}
+        values["seasonal_categories"] = (
+            posted.getlist("seasonal_categories") if posted.get("own_seasonal") else None
+        )
+        auditor_id = posted.get("auditor", "")
+        if auditor_id:
+            chosen = next((u for u in auditors if str(u.pk) == auditor_id), None)
+            if chosen is None:
+                errors["auditor"] = _("请从列表中选择审核员")
+            values["auditor"] = chosen
+        else:
+            values["auditor"] = None
+        if not errors:
+            try:
+                services.set_thresholds(actor=request.user, org=org, values=values, at=timezone.now())
+            except InvalidInput as exc:
+                errors = {e.path: _setting_message(e.message) for e in exc.errors}
+            else:
+                messages.success(request, _("%(org)s 的抄表审核设置已保存") % {"org": org.name})
+                return redirect(f"{request.path}?org={org.pk}")
+        status = 422
+    rows = queries.validation_settings(org)
+    categories = UsageCategory.choices
+    category_names = dict(categories)
+    fields = []
+    for r in rows:
+        f = {
+            "name": r.name,
+            "label": r.label,
+            "help": SETTING_HELP.get(r.name, ""),
+            "source": r.source,
+            "error": errors.get(r.name),
+            "own_set": r.own is not None,
+        }
+        if r.name == "seasonal_categories":
+            f["in_force"] = "、".join(str(category_names.get(c, c)) for c in r.value) or _("无")
+            own = [c for c in (r.own or "").split(",") if c]
+            f["checked"] = posted.getlist("seasonal_categories") if posted is not None else own
+            f["own_on"] = bool(posted.get("own_seasonal")) if posted is not None else r.own is not None
+        elif r.name == "auditor":
+            f["in_force"] = r.value or _("本单位或上级单位的第一位核算员")
+            f["input"] = posted.get("auditor", "") if posted is not None else (str(r.own.pk) if r.own else "")
+        else:
+            f["in_force"] = r.value.normalize() if isinstance(r.value, Decimal) else r.value
+            own = r.own.normalize() if isinstance(r.own, Decimal) else r.own
+            f["input"] = posted.get(r.name, "") if posted is not None else ("" if own is None else own)
+            f["default"] = r.default
+        fields.append(f)
+    ctx = {
+        "org": org,
+        "orgs": orgs,
+        "fields": fields,
+        "errors": errors,
+        "categories": categories,
+        "auditors": auditors,
+        "can_write": can_write,
+        "general_error": errors.get("actor") or errors.get("org"),
+    }
+    return render(request, "readings/settings.html", ctx, status=status)
+
+
+# --- hand an exception over ----------------------------------------------------------------------
+@login_required
+@require_POST
+def assign(request: HttpRequest, pk: int) -> HttpResponse:
+    if not request.user.has_role(*services.AUDITOR_ROLES):
+        return _forbidden(request, _("只有核算员或管理人员可以转派抄表异常"))
+    try:
+        exc = queries.get_exception(request.user, pk)
+    except NotFound:
+        raise Http404 from None
+    owner_id = request.POST.get("owner", "")
+    owner = (
+        queries.assignable_owners(exc, services.AUDITOR_ROLES).filter(pk=int(owner_id)).first()
+        if owner_id.isdigit()
+        else None
+    )
+    if owner is None:
+        messages.error(request, _("%(no)s 请选择接收人") % {"no": exc.metering_point.point_no})
+    else:
+        try:
+            services.assign_exception(actor=request.user, exception=exc, owner=owner, at=timezone.now())
+            messages.success(
+                request,
+                _("%(no)s 已转派给 %(who)s") % {"no": exc.metering_point.point_no, "who": owner},
+            )
+        except InvalidInput as e:
+            for m in _errors(e):
+                messages.error(request, f"{exc.metering_point.point_no} {m}")
+    return redirect(_safe_next(request) or "readings:exceptions")
+
+
+def _safe_next(request: HttpRequest) -> str:
+    nxt = request.POST.get("next", "")
+    return nxt if url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}) else ""
+
+
+# --- a metering point: its recent readings, metering changes and metering work orders ------------
+@login_required
+def point_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    point = queries.points_in_scope(request.user).select_related("org", "customer").filter(pk=pk).first()
+    if point is None:
+        raise Http404
+    can_open = request.user.has_role(*services.BOOK_ADMIN_ROLES)
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        if not can_open:
+            return _forbidden(request, _("只有核算员或管理人员可以发起计量装拆工单"))
+        reason = request.POST.get("reason", "")
+        if reason not in METER_CHANGE_REASONS:
+            errors["reason"] = _("请选择变更原因")
+        note = request.POST.get("note", "").strip()
+        if len(note) > 200:
+            errors["note"] = _("说明最多 200 字")
+        if not errors:
+            try:
+                order = workorders.open_meter_change(
+                    actor=request.user, point=point, reason=reason, note=note, at=timezone.now()
+                )
+            except InvalidInput as exc:
+                errors = {
+                    e.path: _("%(org)s 尚未发布计量装拆工单流程") % {"org": point.org.name}
+                    if e.path == "process"
+                    else e.message
+                    for e in exc.errors
+                }
+            else:
+                messages.success(request, _("已发起计量装拆工单 %(no)s") % {"no": order.number})
+                return redirect("readings:point", pk=point.pk)
+    changes = list(queries.meter_changes(point))
+    orders = list(queries.metering_orders(point))
+    recent = list(queries.readings(request.user, point_id=point.pk)[:12])
+    return render(
+        request,
+        "readings/point.html",
+        {
+            "point": point,
+            "meter": services.current_meter(point.pk),
+            "changes": changes,
+            "orders": orders,
+            "readings": recent,
+            "can_open": can_open,
+            "reasons": [(k, METER_CHANGE_REASONS[k]) for k in METER_CHANGE_REASONS],
+            "errors": errors,
+            "post": request.POST if request.method == "POST" else {},
+        },
+        status=422 if errors else 200,
     )
