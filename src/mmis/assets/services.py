@@ -123,12 +123,7 @@ def install(
         for t in locked:
             if t.state != AssetState.IN_STOCK:
                 errors.append(FieldError("transformers", f"{t.asset_no} is {t.state}, not in stock"))
-        kinds = [t.kind for t in locked]
-        if kinds.count("ct") > 1 or kinds.count("pt") > 1:
-            # three-phase sets share one ratio; one representative row per kind is enough here
-            ratios = {(t.kind, t.primary, t.secondary) for t in locked}
-            if len({(k) for k, *_ in ratios}) != len(ratios):
-                errors.append(FieldError("transformers", "CTs (or PTs) of one point must share one ratio"))
+        errors += _transformer_errors(point, locked)
         if errors:
             raise UnableToInstall(errors)
         for asset in [meter, *locked]:
@@ -137,8 +132,9 @@ def install(
             asset.installed_on = on
             asset._history_user = actor
             asset.save()
+        # the CT/PT that stay on the point count too: a meter swap alone keeps the multiplier
         point = customer_services.set_multiplier(
-            actor=actor, point=point, multiplier=point_multiplier(locked), reason=reason
+            actor=actor, point=point, multiplier=point_multiplier(_installed_on(point)), reason=reason
         )
         audit.record(
             actor=actor,
@@ -150,6 +146,85 @@ def install(
                 "multiplier": str(point.multiplier),
                 "on": on.isoformat(),
             },
+        )
+    return point
+
+
+def _installed_on(point: MeteringPoint) -> list[InstrumentTransformer]:
+    return list(InstrumentTransformer.objects.filter(metering_point=point, state=AssetState.INSTALLED))
+
+
+def _transformer_errors(point: MeteringPoint, locked: list[InstrumentTransformer]) -> list[FieldError]:
+    errors = []
+    kinds = [t.kind for t in locked]
+    if kinds.count("ct") > 1 or kinds.count("pt") > 1:
+        # three-phase sets share one ratio; one representative row per kind is enough here
+        ratios = {(t.kind, t.primary, t.secondary) for t in locked}
+        if len({(k) for k, *_ in ratios}) != len(ratios):
+            errors.append(FieldError("transformers", "CTs (or PTs) of one point must share one ratio"))
+    present = {t.kind: t for t in _installed_on(point) if t.pk not in {x.pk for x in locked}}
+    for kind in sorted(set(kinds) & set(present)):
+        errors.append(
+            FieldError(
+                "transformers",
+                f"{point.point_no} still has {kind.upper()} {present[kind].asset_no} installed: "
+                "remove it first",
+            )
+        )
+    return errors
+
+
+def replace_transformers(
+    *,
+    actor: User | None,
+    point: MeteringPoint,
+    transformers: list[InstrumentTransformer],
+    on: date,
+    reason: str = "更换互感器",
+) -> MeteringPoint:
+    """Swap the point's CT and/or PT for `transformers` (the installed ones of the same kinds are
+    removed), keeping the meter; the point's multiplier follows what is installed afterwards."""
+    with transaction.atomic():
+        locked = list(
+            InstrumentTransformer.objects.select_for_update().filter(pk__in=[t.pk for t in transformers])
+        )
+        errors = [
+            FieldError("transformers", f"{t.asset_no} is {t.state}, not in stock")
+            for t in locked
+            if t.state != AssetState.IN_STOCK
+        ]
+        if not locked:
+            errors.append(FieldError("transformers", "give the new CT and/or PT"))
+        if errors:
+            raise UnableToInstall(errors)
+        kinds = {t.kind for t in locked}
+        for old in InstrumentTransformer.objects.select_for_update().filter(
+            metering_point=point, state=AssetState.INSTALLED, kind__in=kinds
+        ):
+            old.state = AssetState.REMOVED
+            old._history_user = actor
+            old._change_reason = reason
+            old.save()
+            audit.record(actor=actor, action="transformer.remove", target=old, reason=reason)
+        errors = _transformer_errors(point, locked)
+        if errors:
+            raise UnableToInstall(errors)
+        for t in locked:
+            t.state = AssetState.INSTALLED
+            t.metering_point = point
+            t.installed_on = on
+            t._history_user = actor
+            t._change_reason = reason
+            t.save()
+        point = customer_services.set_multiplier(
+            actor=actor, point=point, multiplier=point_multiplier(_installed_on(point)), reason=reason
+        )
+        audit.record(
+            actor=actor,
+            action="transformer.install",
+            target=point,
+            after={"transformers": [t.asset_no for t in locked], "multiplier": str(point.multiplier)},
+            reason=reason,
         )
     return point
 

@@ -1816,3 +1816,53 @@ def record_meter_change(
             at=at,
         )
     return mc
+
+
+def record_install_reading(
+    *,
+    actor: User | None,
+    point: MeteringPoint,
+    meter: Meter,
+    on: date,
+    total: Decimal,
+    at: datetime,
+    note: str = "装表底数",
+) -> MeterReading:
+    """The new meter's registers at installation (装表底数) as the point's first billable reading, so
+    that the first period is billed from it (DOMAIN.md §2.2: a period runs from one reading to the
+    next). It is a recorded fact of the installation work order, not a read to validate."""
+    errors = []
+    if total is None or total < 0:
+        errors.append(FieldError("initial_reading", "must be a register reading of 0 or more"))
+    elif len(str(int(total))) > meter.register_digits:
+        errors.append(
+            FieldError("initial_reading", f"has more than the register's {meter.register_digits} digits")
+        )
+    if errors:
+        raise UnableToRecordReading(errors)
+    with transaction.atomic():
+        if MeterReading.objects.filter(metering_point=point, reading_date__gte=on).exists():
+            raise UnableToRecordReading(
+                [FieldError("installed_on", f"{point.point_no} already has readings on or after {on}")]
+            )
+        r = MeterReading.objects.create(
+            org_id=point.org_id,
+            metering_point=point,
+            meter=meter,
+            reading_date=on,
+            total=total,
+            multiplier=point.multiplier,
+            source=MeterReading.Source.MANUAL,
+            status=MeterReading.Status.VALID,
+            note=note[:200],
+            entered_by=actor if actor is not None and actor.pk else None,
+            entered_at=at,
+        )
+        audit.record(
+            actor=actor,
+            action="reading.install",
+            target=r,
+            after=audit.snapshot(r, ["total", "status", "source", "reading_date"]),
+            at=at,
+        )
+    return r

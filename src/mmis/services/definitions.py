@@ -396,7 +396,16 @@ def _definitions() -> dict[str, dict]:
                 fees(["contract"]),
                 contract(["execute"]),
                 change(
-                    ["archive"], "services.capacity_increase", "装表接电", [*METER[:1], METER[-1]], days=3
+                    ["archive"],
+                    "services.capacity_increase",
+                    "装表接电",
+                    [
+                        f("meter_asset_no", "电能表资产号", required=False, help="换表时填写"),
+                        f("end_reading", "拆表表码", "decimal", min=0, required=False, help="换表时必填"),
+                        *METER[1:4],
+                        f("installed_on", "装表日期", "date", required=False),
+                    ],
+                    days=3,
                 ),
                 archive(["callback"]),
                 callback(),

@@ -30,6 +30,7 @@ from mmis.customers.models import (
     UsageCategory,
 )
 from mmis.org import audit
+from mmis.readings import services as reading_services
 from mmis.services import commitments as params
 from mmis.services.models import ServiceChange
 from mmis.workflow import effects
@@ -198,6 +199,80 @@ def _transformers(form: dict) -> list[InstrumentTransformer]:
     return out
 
 
+def _install_reading(ctx: EffectContext, point: MeteringPoint, meter: Meter, on: date, value: Any) -> None:
+    """The new meter's initial registers (表码底数, 0 when the form leaves it empty) become the
+    point's first reading, so its first period is billed from them."""
+    try:
+        reading_services.record_install_reading(
+            actor=ctx.actor, point=point, meter=meter, on=on, total=_dec(value) or Decimal(0), at=ctx.at
+        )
+    except InvalidInput as exc:
+        raise UnableToApplyChange(exc.prefixed("form").errors) from None
+
+
+def _swap_metering(
+    ctx: EffectContext,
+    point: MeteringPoint,
+    meter: Meter | None,
+    transformers: list[InstrumentTransformer],
+    on: date,
+    reason: str,
+) -> MeteringPoint:
+    """Replace the point's meter and/or CT/PT in the field, and record the change with the old
+    meter's final registers (拆表表码) and the new one's initial registers (表码底数), so that
+    billing splits the period at it and VEE lets the next reading through once the order is
+    archived (DOMAIN.md §2.1)."""
+    form = ctx.form
+    old_meter = point.meters.filter(state=AssetState.INSTALLED).first()
+    old_multiplier = point.multiplier
+    end = _dec(form.get("end_reading"))
+    if meter is not None and old_meter is not None and end is None:
+        raise _refuse(
+            "form.end_reading", "the old meter's final reading is required when the meter is replaced"
+        )
+    try:
+        if transformers:
+            point = asset_services.replace_transformers(
+                actor=ctx.actor, point=point, transformers=transformers, on=on, reason=reason
+            )
+        if meter is not None:
+            _remove_meters(ctx, point, on, reason)
+            point = asset_services.install(
+                actor=ctx.actor, point=point, meter=meter, transformers=[], on=on, reason=reason
+            )
+        new_meter = meter or old_meter
+        if old_meter is None:
+            _install_reading(ctx, point, new_meter, on, form.get("initial_reading"))
+            return point
+        old_final = {"total": str(end)} if end is not None else {}
+        new_initial = (
+            {"total": str(_dec(form.get("initial_reading")) or Decimal(0))}
+            if meter is not None
+            else old_final
+        )
+        reading_services.record_meter_change(
+            actor=ctx.actor,
+            point=point,
+            changed_on=on,
+            old_meter=old_meter,
+            new_meter=new_meter,
+            old_multiplier=old_multiplier,
+            new_multiplier=point.multiplier,
+            old_final=old_final,
+            new_initial=new_initial,
+            work_order=ctx.instance,
+            note=reason,
+            at=ctx.at,
+        )
+    except InvalidInput as exc:
+        # name the fields of the step's form: 拆表表码, 表码底数, the meter and CT/PT asset numbers
+        names = {"old_final": "end_reading", "new_initial": "initial_reading", "transformers": "ct_asset_no"}
+        raise UnableToApplyChange(
+            [FieldError(f"form.{names.get(e.path.split('.')[0], e.path)}", e.message) for e in exc.errors]
+        ) from None
+    return point
+
+
 def _remove_meters(ctx: EffectContext, point: MeteringPoint, on: date, reason: str) -> list[str]:
     removed = []
     for m in point.meters.filter(state=AssetState.INSTALLED):
@@ -314,6 +389,7 @@ def new_connection(ctx: EffectContext) -> dict:
         on=installed_on,
         reason="新装装表",
     )
+    _install_reading(ctx, point, meter, installed_on, form.get("initial_reading"))
     update_point(ctx, point, "新装送电", energised_on=energised_on)
     _log(
         ctx,
@@ -351,6 +427,7 @@ def capacity_increase(ctx: EffectContext) -> dict:
     on = _date(form.get("done_on"), _day(ctx))
     before = {"capacity": point.contract_capacity_kva, "voltage": point.voltage_level}
     meter = _meter(form["meter_asset_no"], "form.meter_asset_no") if form.get("meter_asset_no") else None
+    transformers = _transformers(form)
     added = new_kva - point.contract_capacity_kva
     point = update_point(
         ctx,
@@ -360,10 +437,9 @@ def capacity_increase(ctx: EffectContext) -> dict:
         operating_capacity_kva=point.operating_capacity_kva + added,
         voltage_level=voltage,
     )
-    if meter is not None:
-        _remove_meters(ctx, point, on, "增容换表")
-        point = asset_services.install(
-            actor=ctx.actor, point=point, meter=meter, transformers=[], on=on, reason="增容换表"
+    if meter is not None or transformers:
+        point = _swap_metering(
+            ctx, point, meter, transformers, _date(form.get("installed_on"), on), "增容换表"
         )
     for c in _live_contracts(customer):
         _save(ctx, c, "增容", "contract.capacity", capacity_kva=new_kva)

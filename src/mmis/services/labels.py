@@ -194,4 +194,6 @@ LABELS = [
     pgettext("process", "变更用电 10 个工作日"),
     pgettext("process", "改类"),
     pgettext("process", "销户"),
+    pgettext("process", "换表时填写"),
+    pgettext("process", "换表时必填"),
 ]

@@ -9,11 +9,12 @@ import pytest
 from svc_driver import T0, add_staff, drive, meters, open_tasks
 
 from mmis.assets import services as asset_services
-from mmis.assets.models import Meter
+from mmis.assets.models import InstrumentTransformer, Meter
 from mmis.common.errors import InvalidInput
 from mmis.customers import rules as crules
 from mmis.customers import services as cs
 from mmis.customers.models import Customer, MeteringPoint, SupplyContract
+from mmis.readings.models import MeterChange, MeterReading
 from mmis.services import services as svc
 from mmis.services.definitions import DEFINITIONS
 from mmis.services.models import ServiceChange
@@ -165,6 +166,9 @@ def test_lv_residential_new_connection(filed):
     )
     assert p.energised_on == date(2026, 11, 30)
     assert Meter.objects.get(asset_no=u.meters[0]).metering_point == p
+    # the initial registers (表码底数, 0 when left empty) are the first billable reading
+    first = MeterReading.objects.get(metering_point=p)
+    assert (first.reading_date, first.total, first.status) == (date(2026, 11, 30), 0, "valid")
     k = c.contracts.get()
     assert (k.contract_type, k.state, k.signed_on, k.expires_on) == (
         "residential",
@@ -242,20 +246,94 @@ def test_temporary_supply_has_an_end_date(filed):
     assert (k.contract_type, k.expires_on) == ("temporary", date(2027, 3, 1))
 
 
+def _ct(u, asset_no, primary):
+    return asset_services.register_transformer(
+        actor=u.users["admin"],
+        org=u.counties[0],
+        asset_no=asset_no,
+        kind="ct",
+        primary=Decimal(primary),
+        secondary=Decimal(5),
+    )
+
+
 def test_capacity_increase(filed):
     u = filed
     c = u.customers["c"]
     main = c.metering_points.get(role="main", usage_category="large_industry")
-    run(
+    main = asset_services.replace_transformers(
+        actor=u.users["admin"], point=main, transformers=[_ct(u, "CT-OLD", 100)], on=date(2025, 3, 1)
+    )
+    assert main.multiplier == 20
+    old_meter = main.meters.get(state="installed")
+    inst = run(
         u,
         "capacity_increase",
         {"customer_no": c.customer_no, "point_no": main.point_no, "new_capacity_kva": "1250"},
-        {"execute": {"meter_asset_no": u.meters[1], "installed_on": "2026-12-01", "done_on": "2026-12-01"}},
+        {
+            "execute": {
+                "meter_asset_no": u.meters[1],
+                "end_reading": "1234.56",
+                "initial_reading": "0.5",
+                "installed_on": "2026-11-24",
+                "done_on": "2026-11-24",
+            }
+        },
     )
     main.refresh_from_db()
     assert (main.contract_capacity_kva, main.operating_capacity_kva) == (1250, 1250)
     assert main.meters.get(state="installed").asset_no == u.meters[1]
     assert c.contracts.get(state="effective").capacity_kva == 1250
+    # the CT stays on the point: a meter swap alone keeps the multiplier (it used to reset to 1)
+    assert main.multiplier == 20
+    change = MeterChange.objects.get(metering_point=main)
+    assert (change.old_meter, change.new_meter.asset_no, change.work_order) == (old_meter, u.meters[1], inst)
+    assert change.old_final == {"total": "1234.56"} and change.new_initial == {"total": "0.5"}
+    assert (change.old_multiplier, change.new_multiplier, change.changed_on) == (20, 20, date(2026, 11, 24))
+
+
+def test_capacity_increase_with_a_bigger_ct_changes_the_multiplier(filed):
+    u = filed
+    c = u.customers["c"]
+    main = c.metering_points.get(role="main", usage_category="large_industry")
+    main = asset_services.replace_transformers(
+        actor=u.users["admin"], point=main, transformers=[_ct(u, "CT-OLD", 100)], on=date(2025, 3, 1)
+    )
+    _ct(u, "CT-NEW", 200)
+    run(
+        u,
+        "capacity_increase",
+        {"customer_no": c.customer_no, "point_no": main.point_no, "new_capacity_kva": "1250"},
+        {"execute": {"ct_asset_no": "CT-NEW", "end_reading": "88.00", "done_on": "2026-11-24"}},
+    )
+    main.refresh_from_db()
+    assert main.multiplier == 40
+    assert {t.asset_no: t.state for t in InstrumentTransformer.objects.all()} == {
+        "CT-OLD": "removed",
+        "CT-NEW": "installed",
+    }
+    change = MeterChange.objects.get(metering_point=main)
+    assert change.old_meter == change.new_meter and (change.old_multiplier, change.new_multiplier) == (20, 40)
+    assert change.old_final == change.new_initial == {"total": "88.00"}
+
+
+def test_capacity_increase_meter_swap_needs_the_old_meters_final_reading(filed):
+    u = filed
+    c = u.customers["c"]
+    main = c.metering_points.get(role="main", usage_category="large_industry")
+    inst = svc.apply(
+        actor=u.users["counter_a"],
+        code="capacity_increase",
+        org=None,
+        data={"customer_no": c.customer_no, "point_no": main.point_no, "new_capacity_kva": "1250"},
+        at=T0,
+    )
+    with pytest.raises(InvalidInput) as e:
+        drive(u, inst, {"execute": {"meter_asset_no": u.meters[1], "done_on": "2026-11-24"}}, start=T0)
+    assert [x.path for x in e.value.errors] == ["form.end_reading"]
+    main.refresh_from_db()
+    assert main.contract_capacity_kva == 800 and main.meters.get(state="installed").asset_no == "H000001"
+    assert not MeterChange.objects.exists()
 
 
 def test_capacity_reduction_switches_to_single_part_and_is_restored(filed):
