@@ -369,6 +369,8 @@ class ReadingException(models.Model):
         SITE_CHECK = "site_check", _("现场核查")
         ESTIMATE = "estimate", _("估抄")
         READ = "read", _("已补抄")
+        # closed by the system: the reading was validated again (its metering work order archived)
+        REVALIDATE = "revalidate", _("重新审核")
 
     org = models.ForeignKey(Org, on_delete=models.PROTECT)
     metering_point = models.ForeignKey(MeteringPoint, on_delete=models.PROTECT, related_name="+")

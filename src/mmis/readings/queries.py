@@ -5,7 +5,7 @@ caller's data scope where a user is given."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -45,7 +45,9 @@ def _dec_regs(d: dict | None) -> dict[str, Decimal | None] | None:
     return {n: (Decimal(str(d[n])) if d.get(n) not in (None, "") else None) for n in READING_FIELDS}
 
 
-def metering_changes(point_ids: Iterable[int]) -> dict[int, list[rules.MeteringChange]]:
+def metering_changes(
+    point_ids: Iterable[int], *, closed_orders: Collection[int] = ()
+) -> dict[int, list[rules.MeteringChange]]:
     """The recorded meter/multiplier changes (MeterChange) of the points, oldest first, as the
     rules see them: registers as Decimals (a multiplier change read on no register takes the
     day's frozen registers when the terminal sent them), the new meter's digit count and whether
@@ -90,7 +92,8 @@ def metering_changes(point_ids: Iterable[int]) -> dict[int, list[rules.MeteringC
                 old_final=old_final,
                 new_initial=new_initial if new_initial is not None or r.meter_replaced else old_final,
                 work_order=wo.number if wo is not None else "",
-                closed=wo is not None and wo.state == ProcessInstance.State.COMPLETED,
+                closed=wo is not None
+                and (wo.state == ProcessInstance.State.COMPLETED or wo.pk in closed_orders),
             )
         )
     return dict(out)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -839,12 +839,15 @@ def _unexplained_meter_finding(
     return rules.Finding("file_change", f"档案变更未闭环: 电能表 {old} → {new} {why}"[:300])
 
 
-def validate_readings(*, reading_ids: Sequence[int], at: datetime) -> dict[str, int]:
+def validate_readings(
+    *, reading_ids: Sequence[int], at: datetime, closed_orders: Collection[int] = ()
+) -> dict[str, int]:
     """Run the VEE rules over pending readings (set-based loading, in date order per point).
 
     Valid readings become `valid`; failures become `exception` with one ReadingException per
     failed rule, each with its owner and deadline. `reading_validated` is sent after commit for
-    every reading that became billable.
+    every reading that became billable. `closed_orders`: work orders (ids) that count as archived
+    although their archive step is still completing (the archive effect revalidates in it).
     """
     counts = {"valid": 0, "exception": 0}
     if not reading_ids:
@@ -891,7 +894,7 @@ def validate_readings(*, reading_ids: Sequence[int], at: datetime) -> dict[str, 
         }
         digits = {pk: m["register_digits"] for pk, m in meters.items()}
         names = {pk: m["asset_no"] for pk, m in meters.items()}
-        changes = queries.metering_changes(point_ids)
+        changes = queries.metering_changes(point_ids, closed_orders=closed_orders)
         thresholds: dict[int, rules.Thresholds] = {}
         orgs = {o.pk: o for o in Org.objects.filter(pk__in={p.org_id for p in points.values()})}
         zero_runs = _zero_runs(point_ids)
@@ -1191,6 +1194,12 @@ def flag_missing(*, on: date, at: datetime, plans: Iterable[ReadingPlan] | None 
 
 
 # --- exceptions queue ----------------------------------------------------------------------------
+# what an auditor decides ("revalidate" is the system's, when a metering work order is archived)
+USER_DECISIONS = tuple(
+    d for d in ReadingException.Decision.values if d != ReadingException.Decision.REVALIDATE
+)
+
+
 def decide_exception(
     *,
     actor: User,
@@ -1205,8 +1214,8 @@ def decide_exception(
     errors = []
     if not actor.has_role(*AUDITOR_ROLES):
         errors.append(FieldError("actor", "only a billing auditor or manager decides reading exceptions"))
-    if decision not in ReadingException.Decision.values:
-        errors.append(FieldError("decision", f"must be one of {', '.join(ReadingException.Decision.values)}"))
+    if decision not in USER_DECISIONS:
+        errors.append(FieldError("decision", f"must be one of {', '.join(USER_DECISIONS)}"))
     parsed: dict[str, Decimal | None] = {}
     if decision == ReadingException.Decision.CORRECT:
         if exception.reading_id is None:
@@ -1700,6 +1709,80 @@ def _notify_finished(cmds: Sequence[RemoteCommand]) -> None:
 
 
 # --- metering changes (换表, CT/PT ratio) ---------------------------------------------------------
+def revalidate_file_change_holds(
+    *, point_ids: Collection[int], order: ProcessInstance, at: datetime
+) -> dict[str, int]:
+    """A metering work order is being archived: validate again the points' readings held by the
+    file-change rule (their period holds a metering change whose order was not archived). Each
+    such reading's open exceptions are closed as `revalidate` and the reading runs through VEE
+    again, with `order` counted as archived: it becomes valid, or is flagged again for what still
+    fails (the exceptions of a rule that fails again keep their owner and deadline). Readings sent
+    back for re-reading or waiting for a site check are left to that. A system action (no user),
+    audited per reading; runs inside the caller's transaction (the archive step's)."""
+    out = {"revalidated": 0, "valid": 0, "exception": 0}
+    with transaction.atomic():
+        ids = ReadingException.objects.filter(
+            metering_point_id__in=list(point_ids),
+            state=ReadingException.State.OPEN,
+            rule=ReadingException.Rule.FILE_CHANGE,
+            reading__isnull=False,
+        ).values_list("reading_id", flat=True)
+        held = list(
+            MeterReading.objects.select_for_update()
+            .filter(pk__in=set(ids), status=MeterReading.Status.EXCEPTION)
+            .order_by("metering_point_id", "reading_date")
+        )
+        blocked = set(
+            ReadingException.objects.filter(reading__in=held, state=ReadingException.State.CLOSED)
+            .filter(
+                Q(decision=ReadingException.Decision.REREAD)
+                | Q(decision=ReadingException.Decision.SITE_CHECK, check_result="")
+            )
+            .values_list("reading_id", flat=True)
+        )
+        held = [r for r in held if r.pk not in blocked]
+        if not held:
+            return out
+        note = f"工单 {order.number} 已归档, 重新审核"
+        kept: dict[int, dict[str, tuple[int | None, date | None]]] = defaultdict(dict)
+        before: dict[int, list[str]] = defaultdict(list)
+        for e in ReadingException.objects.filter(reading__in=held, state=ReadingException.State.OPEN):
+            kept[e.reading_id][e.rule] = (e.owner_id, e.due_on)
+            before[e.reading_id].append(e.rule)
+        ReadingException.objects.filter(reading__in=held, state=ReadingException.State.OPEN).update(
+            state=ReadingException.State.CLOSED,
+            decision=ReadingException.Decision.REVALIDATE,
+            decided_by=None,
+            decided_at=at,
+            decision_note=note,
+        )
+        MeterReading.objects.filter(pk__in=[r.pk for r in held]).update(
+            status=MeterReading.Status.PENDING_VALIDATION
+        )
+        validate_readings(reading_ids=[r.pk for r in held], at=at, closed_orders={order.pk})
+        after_rules: dict[int, list[str]] = defaultdict(list)
+        for e in ReadingException.objects.filter(reading__in=held, state=ReadingException.State.OPEN):
+            after_rules[e.reading_id].append(e.rule)
+            if e.rule in kept[e.reading_id]:
+                owner_id, due_on = kept[e.reading_id][e.rule]
+                if (e.owner_id, e.due_on) != (owner_id, due_on):
+                    ReadingException.objects.filter(pk=e.pk).update(owner_id=owner_id, due_on=due_on)
+        status = dict(MeterReading.objects.filter(pk__in=[r.pk for r in held]).values_list("pk", "status"))
+        for r in held:
+            out["revalidated"] += 1
+            out["valid" if status[r.pk] == MeterReading.Status.VALID else "exception"] += 1
+            audit.record(
+                actor=None,
+                action="reading.revalidate",
+                target=r,
+                before={"status": MeterReading.Status.EXCEPTION, "open": sorted(before[r.pk])},
+                after={"status": status[r.pk], "open": sorted(after_rules[r.pk]), "work_order": order.number},
+                reason=note,
+                at=at,
+            )
+    return out
+
+
 class UnableToRecordMeterChange(InvalidInput):
     pass
 

@@ -5,7 +5,8 @@ registers (DOMAIN.md §2.1: "Final and initial readings come from the field work
 The process is data (`SPEC`, published per province by `install_definitions`); its field step runs
 the effect `readings.meter_change`, which swaps the assets on the point, sets the multiplier and
 records a `MeterChange` linked to the work order. The order is closed by the archive step; until
-then, VEE holds the point's next reading (file change without a closed work order, §2.3).
+then, VEE holds the point's next reading (file change without a closed work order, §2.3), and the
+archive step's effect `readings.meter_change_archived` validates the held readings again.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from mmis.customers.models import MeteringPoint
 from mmis.org import audit
 from mmis.org.models import Org, User
 from mmis.readings import services
+from mmis.readings.models import MeterChange
 from mmis.workflow import effects
 from mmis.workflow import services as wf
 from mmis.workflow.effects import EffectContext
@@ -92,6 +94,7 @@ SPEC: dict[str, Any] = {
             "org_level": "county",
             "time_limit": {"value": 1, "unit": "working_days"},
             "form": [_field("archive_note", "归档说明")],
+            "effect": "readings.meter_change_archived",
             "next": [],
         },
     ],
@@ -229,6 +232,19 @@ def meter_change(ctx: EffectContext) -> dict:
         "meter_asset_no": new.asset_no if new else "",
         "multiplier": str(point.multiplier),
     }
+
+
+@effects.register("readings.meter_change_archived")
+def meter_change_archived(ctx: EffectContext) -> dict:
+    """The order is archived (its last step): the readings that VEE held because this order was
+    not archived yet are validated again, as a system action (DOMAIN.md §2.3 file change)."""
+    points = set(
+        MeterChange.objects.filter(work_order=ctx.instance).values_list("metering_point_id", flat=True)
+    )
+    if ctx.instance.subject_type == "customers.meteringpoint" and ctx.instance.subject_id.isdigit():
+        points.add(int(ctx.instance.subject_id))
+    counts = services.revalidate_file_change_holds(point_ids=points, order=ctx.instance, at=ctx.at)
+    return {"revalidated": counts["revalidated"], "revalidated_valid": counts["valid"]}
 
 
 def open_meter_change(

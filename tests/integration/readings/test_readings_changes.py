@@ -132,8 +132,11 @@ def test_meter_replaced_by_a_work_order_is_billed_in_two_parts(world, rf, meteri
     assert f"工单 {order.number} 未归档" in open_exceptions(r)[0][1]
     metering_order.finish(order)
     assert order.state == ProcessInstance.State.COMPLETED
+    # archiving validated the held reading again: it passes now
+    r.refresh_from_db()
+    assert r.status == "valid"
     exc = ReadingException.objects.get(reading=r)
-    rs.decide_exception(actor=world.auditor, exception=exc, decision="accept", at=AT)
+    assert (exc.state, exc.decision, exc.decided_by) == ("closed", "revalidate", None)
     bi = queries.billing_inputs(point_ids=[p.pk], period=Period(date(2026, 1, 1), date(2026, 2, 1)))[p.pk]
     # (1250.50 − 1200) × 1 + (60.50 − 0.50) × 1 = 110.5 kWh
     assert bi.billable and bi.kwh == D("110.50") and bi.meter_changed and not bi.multiplier_changed
