@@ -35,6 +35,11 @@ class RunIn(Schema):
     org_id: int
     book_codes: list[str] = Field(default_factory=list)
     start: bool = Field(True, description="start calculating at once (in-process or on Celery workers)")
+    audit_inline: bool = Field(
+        True,
+        description="run the audit stage with the calculation; false: the run writes drafts and "
+        "POST /billing-runs/{id}/audit runs the audit stage",
+    )
 
 
 class RunOut(Schema):
@@ -45,6 +50,7 @@ class RunOut(Schema):
     book_codes: list[str]
     state: str
     mode: str
+    audit_inline: bool
     points_total: int
     partitions_total: int
     partitions_done: int
@@ -190,6 +196,7 @@ def create_run(request, payload: RunIn):
         at=timezone.now(),
         book_codes=payload.book_codes or None,
         mode=BillingRun.Mode.CELERY if settings.BROKER_URL else BillingRun.Mode.IN_PROCESS,
+        audit_inline=payload.audit_inline,
     )
     if payload.start:
         from mmis.billing.views import _start_in_background
@@ -221,7 +228,18 @@ def run_exceptions(request, run_id: int):
     ]
 
 
-@router.post("/billing-runs/{run_id}/approve-clean", summary="Approve every unflagged bill of the run")
+@router.post(
+    "/billing-runs/{run_id}/audit",
+    summary="The audit stage: the audit rules over the run's drafts (or its bills not approved yet)",
+)
+def audit_run(request, run_id: int):
+    _write(request)
+    run = queries.get_run(request.user, run_id)
+    org = queries.action_org(request.user, run)
+    return {"audited": services.audit_run(run=run, actor=request.user, at=timezone.now(), org=org)}
+
+
+@router.post("/billing-runs/{run_id}/approve-clean", summary="Approve every bill of the run the rules passed")
 def approve_clean(request, run_id: int):
     _write(request)
     run = queries.get_run(request.user, run_id)
@@ -245,7 +263,7 @@ def resume_run(request, run_id: int):
     return {"pending": len(services.pending_partitions(run))}
 
 
-@router.get("/bills", response=BillPage, summary="Bills in my scope (audit queue: state=calculated)")
+@router.get("/bills", response=BillPage, summary="Bills in my scope (audit queue: state=flagged)")
 def list_bills(request, filters: Query[BillFilters]):
     _read(request)
     qs = queries.bills(request.user)
@@ -253,9 +271,7 @@ def list_bills(request, filters: Query[BillFilters]):
         qs = qs.filter(run_id=filters.run)
     if filters.state:
         qs = qs.filter(state=filters.state)
-    qs = (
-        qs.order_by("-risk", "-amount", "pk") if filters.state == Bill.State.CALCULATED else qs.order_by("pk")
-    )
+    qs = qs.order_by("-risk", "-amount", "pk") if filters.state == Bill.State.FLAGGED else qs.order_by("pk")
     start = (filters.page - 1) * filters.page_size
     return {"items": [_bill_out(b) for b in qs[start : start + filters.page_size]], "count": qs.count()}
 

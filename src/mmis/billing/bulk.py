@@ -92,25 +92,40 @@ READING_COLS = (
 )
 
 
-def _sql(*, with_readings: bool) -> str:
-    """The partition's inputs, one row per point in id order (named parameters, see `load`).
+def _hist_cte(points: str) -> str:
+    """Per point of `points` (a query of ids): last month's and last year's bill, the tier year's
+    energy before the month, whether it had a bill before the month and one issued in it."""
+    return f"""hist AS (
+  SELECT b.point_id AS pid, {_HIST_COLS}
+  FROM billing_bill b WHERE b.point_id IN ({points}) AND {_HIST_WHERE}
+  GROUP BY b.point_id)"""
 
-    On PostgreSQL the per-point probes (an older bill, the end meter, a metering change) are
-    LATERAL joins, so the planner cannot turn one into a scan of every bill or meter hashed once;
-    SQLite runs them as correlated subqueries, one per row."""
-    pg = connection.vendor == "postgresql"
-    ids = "p.id = ANY(%(ids)s)" if pg else "p.id IN (SELECT value FROM json_each(%(ids)s))"
-    ctes = [
-        f"""pts AS (
-  SELECT p.id, p.org_id, p.customer_id, p.account_id, p.usage_category, p.tariff_code,
-         {_e4("p.multiplier")} AS mult, p.pf_standard, p.basic_charge_mode,
-         {_e2("p.contract_capacity_kva")} AS cap, {_e2("p.contract_demand_kw")} AS cd,
-         p.tier_persons AS persons, p.tou,
-         CASE WHEN p.energised_on > %(month_start)s AND p.energised_on < %(month_end)s
-              THEN 1 ELSE 0 END AS mid
-  FROM customers_meteringpoint p WHERE {ids})""",
-        f"""hist AS (
-  SELECT b.point_id AS pid,
+
+OLDER = """SELECT 1 AS one FROM billing_bill b WHERE b.point_id = {point}
+             AND b.period_start < %(hist_from)s AND b.state <> 'returned' LIMIT 1"""
+
+
+def _history_params(month: Period) -> dict[str, Any]:
+    prev, ly = _month_before(month, 1), _month_before(month, 12)
+    tier = date(month.start.year, 1, 1)
+    return {
+        "month_start": month.start,
+        "month_end": month.end,
+        "prev_start": prev.start,
+        "prev_end": prev.end,
+        "ly_start": ly.start,
+        "ly_end": ly.end,
+        "tier_start": tier,
+        "hist_from": min(ly.start, tier),
+    }
+
+
+def _sql(*, with_readings: bool) -> str:
+    """The partition's inputs, one row per point in id order (named parameters, see `load`)."""
+    return _sql_pg(with_readings) if connection.vendor == "postgresql" else _sql_portable(with_readings)
+
+
+_HIST_COLS = f"""
     MAX(CASE WHEN b.period_start >= %(prev_start)s AND b.period_start < %(prev_end)s
         THEN {_e2("b.amount")} END) AS last_amt,
     MAX(CASE WHEN b.period_start >= %(prev_start)s AND b.period_start < %(prev_end)s
@@ -121,15 +136,99 @@ def _sql(*, with_readings: bool) -> str:
         THEN {_e4("b.energy_kwh")} ELSE 0 END) AS ytd,
     MAX(CASE WHEN b.period_start < %(month_start)s THEN 1 ELSE 0 END) AS earlier,
     MAX(CASE WHEN b.period_start >= %(month_start)s AND b.state IN ('issued', 'settled')
-        THEN 1 ELSE 0 END) AS issued
-  FROM billing_bill b
-  WHERE b.point_id IN (SELECT id FROM pts) AND b.period_start >= %(hist_from)s
-    AND b.period_start < %(month_end)s AND b.state <> 'returned'
-  GROUP BY b.point_id)""",
+        THEN 1 ELSE 0 END) AS issued"""
+_HIST_WHERE = (
+    """b.period_start >= %(hist_from)s AND b.period_start < %(month_end)s AND b.state <> 'returned'"""
+)
+_READING_COLS = ("meter", "est", *REGS, "md", "mult")
+
+
+def _reading_select(alias: str = "r") -> str:
+    regs = ", ".join(f"{_e4(alias + '.' + n)} AS {c}" for c, n in zip(REGS, REG_NAMES, strict=True))
+    return (
+        f"{alias}.reading_date AS day, COALESCE({alias}.meter_id, 0) AS meter, "
+        f"CASE WHEN {alias}.source = 'estimate' THEN 1 ELSE 0 END AS est, {regs}, "
+        f"{_e4(alias + '.max_demand')} AS md, {_e4(alias + '.multiplier')} AS mult"
+    )
+
+
+def _sql_pg(with_readings: bool) -> str:
+    """PostgreSQL: every lookup per point is a LATERAL subquery that cannot be flattened (LIMIT or
+    aggregate), so each one is an index probe whatever the planner believes of the tables' sizes
+    (a month's first run writes into a table its statistics still call empty)."""
+    select = [
+        "p.id, p.org_id, p.customer_id, p.account_id, p.usage_category, p.tariff_code",
+        f"{_e4('p.multiplier')} AS mult, p.pf_standard, p.basic_charge_mode",
+        f"{_e2('p.contract_capacity_kva')} AS cap, {_e2('p.contract_demand_kw')} AS cd",
+        "p.tier_persons AS persons, p.tou",
+        "CASE WHEN p.energised_on > %(month_start)s AND p.energised_on < %(month_end)s"
+        " THEN 1 ELSE 0 END AS mid",
+        """(SELECT COUNT(*) FROM customers_meteringpoint c WHERE c.parent_id = p.id
+             AND c.role = 'sub' AND c.status = 'active') AS subs""",
+        "COALESCE(h.issued, 0) AS issued",
+        "CASE WHEN h.earlier = 1 OR old.one = 1 THEN 1 ELSE 0 END AS earlier",
+        f"COALESCE(h.last_amt, {NONE}) AS last_amt",
+        f"COALESCE(h.last_en, {NONE}) AS last_en",
+        f"COALESCE(h.ly_amt, {NONE}) AS ly_amt",
+        "COALESCE(h.ytd, 0) AS ytd",
+    ]
+    joins = [
+        f"""LEFT JOIN LATERAL (SELECT {_HIST_COLS} FROM billing_bill b
+             WHERE b.point_id = p.id AND {_HIST_WHERE}) h ON true""",
+        f"LEFT JOIN LATERAL ({OLDER.format(point='p.id')}) old ON true",
+    ]
+    if with_readings:
+        billable = "r.status IN ('valid', 'accepted', 'estimated')"
+        joins += [
+            f"""LEFT JOIN LATERAL (SELECT {_reading_select()} FROM readings_meterreading r
+                 WHERE r.metering_point_id = p.id AND r.reading_date >= %(since)s
+                   AND r.reading_date < %(month_end)s AND {billable}
+                 ORDER BY r.reading_date DESC LIMIT 1) e ON true""",
+            f"""LEFT JOIN LATERAL (SELECT {_reading_select()} FROM readings_meterreading r
+                 WHERE r.metering_point_id = p.id AND r.reading_date >= %(since)s
+                   AND r.reading_date < e.day AND {billable}
+                 ORDER BY r.reading_date DESC LIMIT 1) s ON true""",
+            """LEFT JOIN LATERAL (SELECT m.register_digits FROM assets_meter m
+                 WHERE m.id = e.meter LIMIT 1) m ON true""",
+            """LEFT JOIN LATERAL (SELECT 1 AS one FROM readings_meterchange mc
+                 WHERE mc.metering_point_id = p.id AND mc.changed_on >= s.day
+                   AND mc.changed_on <= e.day LIMIT 1) chg ON true""",
+        ]
+        has_end = "e.day >= %(month_start)s"
+        select += [
+            *(
+                f"CASE WHEN {has_end} THEN COALESCE(e.{c}, {NONE}) ELSE {NONE} END AS e_{c}"
+                for c in _READING_COLS
+            ),
+            *(
+                f"CASE WHEN {has_end} THEN COALESCE(s.{c}, {NONE}) ELSE {NONE} END AS s_{c}"
+                for c in _READING_COLS
+            ),
+            f"COALESCE(m.register_digits, {NONE}) AS digits",
+            "CASE WHEN chg.one = 1 THEN 1 ELSE 0 END AS changes",
+        ]
+    return (
+        f"SELECT {', '.join(select)}\nFROM customers_meteringpoint p {' '.join(joins)}\n"
+        "WHERE p.id = ANY(%(ids)s) ORDER BY p.id"
+    )
+
+
+def _sql_portable(with_readings: bool) -> str:
+    """SQLite (and any database without LATERAL): CTEs and correlated subqueries."""
+    ids = "p.id IN (SELECT value FROM json_each(%(ids)s))"
+    ctes = [
+        f"""pts AS (
+  SELECT p.id, p.org_id, p.customer_id, p.account_id, p.usage_category, p.tariff_code,
+         {_e4("p.multiplier")} AS mult, p.pf_standard, p.basic_charge_mode,
+         {_e2("p.contract_capacity_kva")} AS cap, {_e2("p.contract_demand_kw")} AS cd,
+         p.tier_persons AS persons, p.tou,
+         CASE WHEN p.energised_on > %(month_start)s AND p.energised_on < %(month_end)s
+              THEN 1 ELSE 0 END AS mid
+  FROM customers_meteringpoint p WHERE {ids})""",
+        _hist_cte("SELECT id FROM pts"),
     ]
     probes = {  # name → a query of at most one row, correlated with the point (and its readings)
-        "old": """SELECT 1 AS one FROM billing_bill b WHERE b.point_id = pts.id
-             AND b.period_start < %(hist_from)s AND b.state <> 'returned' LIMIT 1""",
+        "old": OLDER.format(point="pts.id"),
     }
     select = [
         "pts.*",
@@ -144,8 +243,7 @@ def _sql(*, with_readings: bool) -> str:
     ]
     joins = ["LEFT JOIN hist ON hist.pid = pts.id"]
     if with_readings:
-        regs = ", ".join(f"{_e4('r.' + n)} AS {c}" for c, n in zip(REGS, REG_NAMES, strict=True))
-        cols = ("meter", "est", *REGS, "md", "mult")
+        cols = _READING_COLS
         pivot = ", ".join(
             f"MAX(CASE WHEN rn = {k} THEN {c} END) AS {side}_{c}"
             for k, side in ((1, "e"), (2, "s"))
@@ -153,9 +251,7 @@ def _sql(*, with_readings: bool) -> str:
         )
         ctes.append(
             f"""rd AS (
-  SELECT r.metering_point_id AS pid, r.reading_date AS day, COALESCE(r.meter_id, 0) AS meter,
-         CASE WHEN r.source = 'estimate' THEN 1 ELSE 0 END AS est, {regs}, {_e4("r.max_demand")} AS md,
-         {_e4("r.multiplier")} AS mult,
+  SELECT r.metering_point_id AS pid, {_reading_select()},
          ROW_NUMBER() OVER (PARTITION BY r.metering_point_id ORDER BY r.reading_date DESC) AS rn
   FROM readings_meterreading r
   WHERE r.metering_point_id IN (SELECT id FROM pts) AND r.reading_date >= %(since)s
@@ -178,11 +274,7 @@ def _sql(*, with_readings: bool) -> str:
             f"COALESCE({{digits}}, {NONE}) AS digits",
             "CASE WHEN {chg} = 1 THEN 1 ELSE 0 END AS changes",
         ]
-    if pg:
-        joins += [f"LEFT JOIN LATERAL ({q}) {name} ON true" for name, q in probes.items()]
-        refs = {name: f"{name}.one" for name in probes}
-    else:
-        refs = {name: f"({q})" for name, q in probes.items()}
+    refs = {name: f"({q})" for name, q in probes.items()}
     select = [x.format(**refs) if "{" in x else x for x in select]
     return f"WITH {', '.join(ctes)}\nSELECT {', '.join(select)}\nFROM pts {' '.join(joins)}\nORDER BY pts.id"
 
@@ -217,18 +309,9 @@ def load(point_ids: list[int], month: Period, *, with_readings: bool) -> Cols:
     """ONE query: the points' file, sub-meter count, issued bill of the month, bill history
     (last month, same month last year, tier-year energy, any earlier bill) and, `with_readings`,
     the billable readings that close and open the month and the end meter's digits."""
-    prev, ly = _month_before(month, 1), _month_before(month, 12)
-    tier = date(month.start.year, 1, 1)
     values = {
+        **_history_params(month),
         "ids": list(point_ids) if connection.vendor == "postgresql" else json.dumps(list(point_ids)),
-        "month_start": month.start,
-        "month_end": month.end,
-        "prev_start": prev.start,
-        "prev_end": prev.end,
-        "ly_start": ly.start,
-        "ly_end": ly.end,
-        "tier_start": tier,
-        "hist_from": min(ly.start, tier),
         "since": month.start - timedelta(days=LOOKBACK_DAYS),
     }
     with transaction.atomic(), connection.cursor() as cur:
@@ -629,6 +712,7 @@ def _traces(block: Block, cols: Cols, versions, ytd_used, bq_trace, pf_h) -> lis
         has_md,
         md,
         est,
+        mchg,
         cd,
         cap,
         persons,
@@ -648,6 +732,7 @@ def _traces(block: Block, cols: Cols, versions, ytd_used, bq_trace, pf_h) -> lis
             rd["has_md"][idx].tolist(),
             rd["md"][idx].tolist(),
             rd["est"][idx].tolist(),
+            rd["mult_changed"][idx].tolist(),
             c["cd"][idx].tolist(),
             c["cap"][idx].tolist(),
             c["persons"][idx].tolist(),
@@ -677,6 +762,8 @@ def _traces(block: Block, cols: Cols, versions, ytd_used, bq_trace, pf_h) -> lis
             parts.append(f'"md":"{fmt4(md)}"')
         if est:
             parts.append('"est":true')
+        if mchg:
+            parts.append('"mchg":true')
         r = ",".join(parts)
         cd_txt = "" if cd == NONE else f'"cd":"{fmt2(cd)}",'
         tail = f',"vl":{labels[vid]}'
@@ -701,15 +788,23 @@ def block_rows(
     run_id: int,
     partition_id: int,
     month: Period,
-    state: str,
+    audited: bool,
     text: bool,
 ) -> tuple[list, list, list]:
     """The block's bills, lines and flags: COPY text lines (`text`) or parameter tuples, in the
-    column orders of `writer` (BILL_COLUMNS, LINE_COLUMNS, FLAG_COLUMNS); `ids` are the bills' ids."""
+    column orders of `writer` (BILL_COLUMNS, LINE_COLUMNS, FLAG_COLUMNS); `ids` are the bills' ids.
+    `audited`: the audit stage ran with the calculation (flagged or passed bills with their flags);
+    else drafts, without flags."""
     from mmis.billing.writer import _esc
 
     c, rd = cols.c, cols.reading
     idx = block.idx
+    m = len(idx)
+    if audited:
+        states = ["passed" if f == "[]" else "flagged" for f in block.flags_json]
+        risks, flags_json = block.risk.tolist(), block.flags_json
+    else:
+        states, risks, flags_json = ["draft"] * m, [0] * m, ["[]"] * m
     prefix = f"B{month.start:%Y%m}"
     ps, pe = month.start.isoformat(), month.end.isoformat()
     codes = c["tariff_code"]
@@ -724,8 +819,9 @@ def block_rows(
         block.energy.tolist(),
         block.total.tolist(),
         rd["est"][idx].tolist(),
-        block.risk.tolist(),
-        block.flags_json,
+        states,
+        risks,
+        flags_json,
         block.trace_json,
         strict=True,
     )
@@ -734,7 +830,7 @@ def block_rows(
             f"{bid}\t{prefix}{pid:010d}\t{run_id}\t{partition_id}\t{org}\t{cust}\t{acc}\t{pid}\t{ps}\t{pe}\t"
             f"{_esc(code)}\t{vid}\t{state}\t{energy}e-4\t{total}e-2\t{'t' if est else 'f'}\tf\t{risk}\t"
             f"{flags}\t{_esc(trace)}\t\n"
-            for bid, pid, org, cust, acc, code, vid, energy, total, est, risk, flags, trace in cols_zip
+            for bid, pid, org, cust, acc, code, vid, energy, total, est, state, risk, flags, trace in cols_zip
         ]
     else:
         bills = [
@@ -742,7 +838,7 @@ def block_rows(
                 *(bid, f"{prefix}{pid:010d}", run_id, partition_id, org, cust, acc, pid, ps, pe, code, vid),
                 *(state, fmt4(energy), fmt2(total), est, False, risk, flags, trace, ""),
             )
-            for bid, pid, org, cust, acc, code, vid, energy, total, est, risk, flags, trace in cols_zip
+            for bid, pid, org, cust, acc, code, vid, energy, total, est, state, risk, flags, trace in cols_zip
         ]
     lines: list = []
     if block.line_bill:
@@ -770,7 +866,104 @@ def block_rows(
             lines = [f"{b}\t{s}\t0\t{names[k]}\t{q}e-4\t{p}\t{a}e-2\n" for b, s, k, q, p, a in rows]
         else:
             lines = [(b, s, 0, names[k], fmt4(q), p, fmt2(a)) for b, s, k, q, p, a in rows]
-    flags = [(ids[j], code, message, weight) for j, code, message, weight in block.flag_rows]
+    flags = (
+        [(ids[j], code, message, weight) for j, code, message, weight in block.flag_rows] if audited else []
+    )
     if text:
         flags = [f"{b}\t{_esc(code)}\t{_esc(m)}\t{w}\n" for b, code, m, w in flags]
     return bills, lines, flags
+
+
+# --- the audit stage over stored bills (drafts, or bills to audit again) -------------------------
+@dataclass
+class AuditInputs:
+    """The bills of a partition the audit stage looks at, as `rules.FactColumns` per org."""
+
+    ids: list[int]
+    org_ids: np.ndarray
+    state: list[str]
+    flags: list[list[str]]
+    risk: np.ndarray
+    facts: rules.FactColumns
+
+
+def _e4_text(v: Any) -> int:
+    if v in (None, ""):
+        return NONE
+    return int(Decimal(str(v)) * Q)
+
+
+def audit_inputs(partition_id: int, month: Period, states: list[str]) -> AuditInputs:
+    """ONE query: the partition's bills in `states` with what the audit rules look at (amount,
+    energy, estimated, prorated, negative and basic-charge lines, the history of the point, the
+    trace's power factor, demand and multiplier change)."""
+    pg = connection.vendor == "postgresql"
+    older = OLDER.format(point="bl.point_id")
+    in_states = ", ".join(f"'{x}'" for x in states)
+    bl = f"""SELECT b.id, b.point_id, b.org_id, b.state, b.flags, b.risk, b.trace, b.estimated, b.prorated,
+         {_e2("b.amount")} AS amt, {_e4("b.energy_kwh")} AS en, p.usage_category
+  FROM billing_bill b JOIN customers_meteringpoint p ON p.id = b.point_id
+  WHERE b.partition_id = %(partition)s AND b.state IN ({in_states})"""
+    lines = f"""MAX(CASE WHEN l.amount < 0 AND l.code <> 'pf_adjustment' THEN 1 ELSE 0 END) AS neg,
+    SUM(CASE WHEN l.code LIKE 'basic.%%' THEN {_e2("l.amount")} ELSE 0 END) AS basic"""
+    out = f"""bl.id, bl.org_id, bl.state, bl.flags, bl.risk, bl.trace, bl.estimated, bl.prorated, bl.amt,
+       bl.en, bl.usage_category, COALESCE(ln.neg, 0), COALESCE(ln.basic, 0),
+       COALESCE(hist.last_amt, {NONE}), COALESCE(hist.last_en, {NONE}), COALESCE(hist.ly_amt, {NONE})"""
+    if pg:  # per bill and per point, index probes (see _sql_pg)
+        sql = f"""SELECT {out}, CASE WHEN hist.earlier = 1 OR old.one = 1 THEN 1 ELSE 0 END
+FROM ({bl}) bl
+LEFT JOIN LATERAL (SELECT {lines} FROM billing_billline l WHERE l.bill_id = bl.id) ln ON true
+LEFT JOIN LATERAL (SELECT {_HIST_COLS} FROM billing_bill b
+                   WHERE b.point_id = bl.point_id AND {_HIST_WHERE}) hist ON true
+LEFT JOIN LATERAL ({older}) old ON true
+ORDER BY bl.id"""
+    else:
+        sql = f"""WITH bl AS ({bl}),
+ln AS (SELECT l.bill_id, {lines} FROM billing_billline l
+       WHERE l.bill_id IN (SELECT id FROM bl) GROUP BY l.bill_id),
+{_hist_cte("SELECT point_id FROM bl")}
+SELECT {out}, CASE WHEN hist.earlier = 1 OR ({older}) = 1 THEN 1 ELSE 0 END
+FROM bl LEFT JOIN ln ON ln.bill_id = bl.id LEFT JOIN hist ON hist.pid = bl.point_id
+ORDER BY bl.id"""
+    with transaction.atomic(), connection.cursor() as cur:
+        if pg:
+            cur.execute("SET LOCAL jit = off")
+        cur.execute(sql, {**_history_params(month), "partition": partition_id})
+        rows = cur.fetchall()
+    n = len(rows)
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 17
+    traces = [t if isinstance(t, dict) else json.loads(t or "{}") for t in cols[5]]
+    flags = [f if isinstance(f, list) else json.loads(f or "[]") for f in cols[3]]
+    pfs, mds, cds, mchg = [], [], [], []
+    for t in traces:
+        pfv = t.get("pfv")
+        pfs.append(NONE if pfv in (None, "") else int(Decimal(str(pfv)) * 100))
+        r, p = t.get("r", {}), t.get("p", {})
+        mds.append(_e4_text(r.get("md")))
+        cd = _e4_text(p.get("cd"))
+        cds.append(cd)
+        mchg.append(bool(r.get("mchg")))
+
+    def ints(k: int) -> np.ndarray:
+        return np.fromiter((int(x) for x in cols[k]), _I64, n)
+
+    def bools(k: int) -> np.ndarray:
+        return np.fromiter((bool(x) for x in cols[k]), bool, n)
+
+    facts = rules.FactColumns(
+        usage_category=list(cols[10]),
+        amount_fen=ints(8),
+        energy_e4=ints(9),
+        last_amount_fen=ints(13),
+        last_year_amount_fen=ints(15),
+        last_energy_e4=ints(14),
+        estimated=bools(6),
+        changed_in_period=bools(7) | np.array(mchg, bool).reshape(n),
+        first_bill=ints(16) == 0,
+        negative_line=ints(11) != 0,
+        pf_hundredths=np.array(pfs, _I64).reshape(n),
+        max_demand_e4=np.array(mds, _I64).reshape(n),
+        contract_demand_e4=np.array(cds, _I64).reshape(n),
+        basic_fen=ints(12),
+    )
+    return AuditInputs(list(cols[0]), ints(1), list(cols[2]), flags, ints(4), facts)

@@ -453,6 +453,7 @@ def build_trace(b: BillResult) -> dict[str, Any]:
             "kvarh": _num(r.kvarh),
             "md": _num(r.max_demand_kw),
             "est": r.estimated,
+            "mchg": r.multiplier_changed,  # the multiplier (or meter) changed in the period
         },
         "loss": fmt4(b.loss_e4) if b.loss_e4 else None,
         "p": {
@@ -475,7 +476,7 @@ def build_trace(b: BillResult) -> dict[str, Any]:
 # `build_trace` built; a trace without "v" (written before) is already expanded.
 TRACE_VERSION = 2
 REGISTER_NAMES = ("total", "sharp", "peak", "flat", "valley", "reactive")
-_R_KEYS = ("start", "end", "mult", "kwh", "tou", "kvarh", "md", "est")
+_R_KEYS = ("start", "end", "mult", "kwh", "tou", "kvarh", "md", "est", "mchg")
 _P_KEYS = ("bm", "pf", "bq", "cap", "cd", "persons")
 
 
@@ -563,6 +564,7 @@ def expand_trace(
             "end": _expand_regs(r.get("end")),
             **{k: r.get(k) for k in _R_KEYS[2:7]},
             "est": bool(r.get("est", False)),
+            "mchg": bool(r.get("mchg", False)),
         },
         "loss": t.get("loss"),
         "p": {k: t.get("p", {}).get(k) for k in _P_KEYS},

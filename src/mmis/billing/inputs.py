@@ -141,26 +141,43 @@ class Source:
         mod = _module("mmis.accounts.notices")
         if mod is None or not hasattr(mod, "queue_notice"):
             return None
-        account, customer = bill.account, bill.customer
-        if account.ebill_email:
-            channel, recipient = "ebill", account.ebill_email
-        else:
-            from mmis.customers.crypto import cipher
-
-            phone = cipher().decrypt(customer.phone_enc) if customer.phone_enc else ""
-            channel, recipient = "sms", phone
-        if not recipient:
+        fields = notice_fields(bill)
+        if fields is None:
             return None
-        return mod.queue_notice(
-            channel=channel,
-            recipient=recipient,
-            template="bill.issued",
-            payload=bill_notice_payload(bill),
-            at=at,
-            org=bill.org,
-            account=account,
-            dedupe_key=f"bill.issued:{bill.pk}",
-        )
+        return mod.queue_notice(**fields, at=at)
+
+    def queue_notices(self, *, bills: list[Any], at: Any) -> int:
+        """The notices of many released bills in one set-based enqueue (accounts.notices
+        .queue_notices), each shaped as `queue_notice` shapes one; bills without an address or a
+        phone get none. Returns how many were queued."""
+        mod = _module("mmis.accounts.notices")
+        if mod is None or not hasattr(mod, "queue_notices"):
+            return sum(1 for b in bills if self.queue_notice(bill=b, at=at) is not None)
+        items = [mod.NoticeItem(**f) for f in map(notice_fields, bills) if f is not None]
+        return mod.queue_notices(items=items, at=at) if items else 0
+
+
+def notice_fields(bill: Any) -> dict[str, Any] | None:
+    """A released bill's notice as the arguments of accounts' `queue_notice` (without `at`)."""
+    account, customer = bill.account, bill.customer
+    if account.ebill_email:
+        channel, recipient = "ebill", account.ebill_email
+    else:
+        from mmis.customers.crypto import cipher
+
+        phone = cipher().decrypt(customer.phone_enc) if customer.phone_enc else ""
+        channel, recipient = "sms", phone
+    if not recipient:
+        return None
+    return {
+        "channel": channel,
+        "recipient": recipient,
+        "template": "bill.issued",
+        "payload": bill_notice_payload(bill),
+        "org": bill.org,
+        "account": account,
+        "dedupe_key": f"bill.issued:{bill.pk}",
+    }
 
 
 def bill_notice_payload(bill: Any) -> dict[str, str]:

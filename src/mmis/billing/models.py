@@ -20,10 +20,15 @@ from mmis.org.models import Org
 
 
 class BillingRun(models.Model):
+    """A billing month's run: planned → running (partitions calculate their bills) → drafted (the
+    bills are drafts: the audit stage has not run yet) → calculated (every bill audited by the
+    rules: flagged for an auditor or passed) → partially released → released."""
+
     class State(models.TextChoices):
         PLANNED = "planned", _("已计划")
         RUNNING = "running", _("计算中")
-        CALCULATED = "calculated", _("已计算")
+        DRAFTED = "drafted", _("草稿待审核")
+        CALCULATED = "calculated", _("已计算已审核")
         PARTIALLY_RELEASED = "partially_released", _("部分发行")
         RELEASED = "released", _("已发行")
 
@@ -37,6 +42,9 @@ class BillingRun(models.Model):
     book_codes = models.JSONField(_("抄表段"), default=list, blank=True)
     state = models.CharField(_("状态"), max_length=20, choices=State.choices, default=State.PLANNED)
     mode = models.CharField(_("运行方式"), max_length=12, choices=Mode.choices, default=Mode.IN_PROCESS)
+    # True: each partition runs the audit stage on its drafts in the same transaction; False: the
+    # partitions write drafts and the audit stage runs afterwards (`services.audit_run`)
+    audit_inline = models.BooleanField(_("计算时执行审核规则"), default=True)
     points_total = models.PositiveIntegerField(_("计量点数"), default=0)
     partitions_total = models.PositiveIntegerField(_("分区数"), default=0)
     partitions_done = models.PositiveIntegerField(_("已完成分区"), default=0)
@@ -103,6 +111,7 @@ class RunPartition(models.Model):
     energy_kwh = models.DecimalField(max_digits=18, decimal_places=4, default=0)
     amount = models.DecimalField(max_digits=16, decimal_places=2, default=0)
     seconds = models.FloatField(default=0)
+    audited_at = models.DateTimeField(_("审核规则执行时间"), null=True, blank=True)
     error = models.TextField(blank=True, default="")
 
     class Meta:
@@ -136,15 +145,36 @@ class RunTariff(models.Model):
 
 
 class Bill(models.Model):
-    """One metering point's bill for one billing month (DOMAIN §4.1 states)."""
+    """One metering point's bill for one billing month, an explicit state machine (DOMAIN §4.1):
+
+        draft ──audit──▶ flagged ──approve──▶ audited ──release──▶ issued ──settle──▶ settled
+          │      └─────▶ passed  ──approve──┘    ▲
+          └──────┴──return──▶ returned           └── correct (an auditor's recalculation) → flagged
+
+    A run writes drafts; the audit stage (the org's audit rules) holds a bill for an auditor
+    (flagged) or lets it pass; approved bills are released to the ledger and become immutable.
+    Every state before `issued` belongs to the run: rerunning the month replaces it."""
 
     class State(models.TextChoices):
         DRAFT = "draft", _("草稿")
-        CALCULATED = "calculated", _("已计算")
+        FLAGGED = "flagged", _("待审核")
+        PASSED = "passed", _("规则通过")
         AUDITED = "audited", _("已审核")
         ISSUED = "issued", _("已发行")
         SETTLED = "settled", _("已结清")
         RETURNED = "returned", _("退回重抄")
+
+    # event → (the states it leaves, the states it enters)
+    LIFECYCLE: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+        "audit": (frozenset({"draft", "flagged", "passed"}), frozenset({"flagged", "passed"})),
+        "approve": (frozenset({"flagged", "passed"}), frozenset({"audited"})),
+        "correct": (frozenset({"flagged", "passed", "audited"}), frozenset({"flagged"})),
+        "return": (frozenset({"draft", "flagged", "passed", "audited"}), frozenset({"returned"})),
+        "release": (frozenset({"audited"}), frozenset({"issued"})),
+        "settle": (frozenset({"issued"}), frozenset({"settled"})),
+    }
+    FINAL = frozenset({"issued", "settled"})  # immutable: a rerun never touches them
+    OPEN = frozenset({"draft", "flagged", "passed", "audited"})  # in the run, not released yet
 
     # A run writes bills by the hundred thousand (COPY): the references below are kept by the
     # writer (ids read in the same transaction) and by Django (PROTECT), not by per-row foreign-key
@@ -168,7 +198,7 @@ class Bill(models.Model):
     period_end = models.DateField(_("计费期止"))
     tariff_code = models.CharField(_("电价码"), max_length=20)
     tariff_version_id = models.BigIntegerField(_("电价版本"))
-    state = models.CharField(_("状态"), max_length=12, choices=State.choices, default=State.CALCULATED)
+    state = models.CharField(_("状态"), max_length=12, choices=State.choices, default=State.DRAFT)
     energy_kwh = models.DecimalField(_("电量(kWh)"), max_digits=16, decimal_places=4)
     amount = models.DecimalField(_("电费(元)"), max_digits=14, decimal_places=2)
     estimated = models.BooleanField(_("估抄"), default=False)
@@ -209,7 +239,20 @@ class Bill(models.Model):
 
     @property
     def is_immutable(self) -> bool:
-        return self.state in (self.State.ISSUED, self.State.SETTLED)
+        return self.state in self.FINAL
+
+    @classmethod
+    def sources(cls, event: str) -> list[str]:
+        """The states from which `event` may move a bill (for set-based updates)."""
+        return sorted(cls.LIFECYCLE[event][0])
+
+    @classmethod
+    def allows(cls, event: str, source: str, target: str) -> bool:
+        leaves, enters = cls.LIFECYCLE[event]
+        return source in leaves and target in enters
+
+    def can(self, event: str) -> bool:
+        return self.state in self.LIFECYCLE[event][0]
 
     @property
     def full_trace(self) -> dict:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from mmis.billing.models import Bill, BillingRun, Correction, RunException
+from mmis.billing.models import AuditRule, Bill, BillingRun, Correction, RunException
 from mmis.common.errors import NotFound
 from mmis.org.models import Org, User
 from mmis.org.scope import DataScope
@@ -63,10 +64,79 @@ def get_bill(user: User, pk: int | str) -> Bill:
 
 
 def audit_queue(user: User, *, run_id: int | None = None) -> QuerySet[Bill]:
-    qs = bills(user).filter(state=Bill.State.CALCULATED)
+    qs = bills(user).filter(state=Bill.State.FLAGGED)
     if run_id:
         qs = qs.filter(run_id=run_id)
     return qs.order_by("-risk", "-amount", "pk")
+
+
+LIFECYCLE_STEPS = (  # the run page's picture of the bill lifecycle (Bill.LIFECYCLE), in order
+    ("draft", "audit"),
+    ("flagged", "approve"),
+    ("passed", "approve"),
+    ("audited", "release"),
+    ("issued", None),
+    ("returned", None),
+)
+
+
+def lifecycle(run: BillingRun) -> list[dict[str, Any]]:
+    """The run's bills per lifecycle state (one grouped query), in lifecycle order, with the
+    event that moves each state on."""
+    from django.db.models import Count
+
+    counts = dict(Bill.objects.filter(run=run).values_list("state").annotate(n=Count("id")))
+    labels = dict(Bill.State.choices)
+    return [
+        {"state": state, "label": labels[state], "count": counts.get(state, 0), "next": event}
+        for state, event in LIFECYCLE_STEPS
+    ] + (
+        [{"state": "settled", "label": labels["settled"], "count": counts["settled"], "next": None}]
+        if counts.get("settled")
+        else []
+    )
+
+
+def audit_rule_orgs(user: User) -> QuerySet[Org]:
+    """The orgs whose audit rules the user sees and sets: the user's own subtree."""
+    return DataScope.for_user(user).orgs().exclude(level=Org.Level.SERVICE_HALL).order_by("path")
+
+
+def audit_rule_settings(org: Org, on: date) -> list[dict[str, Any]]:
+    """Each audit rule as it applies at `org` on `on`: on or off, its parameters (the defaults with
+    the nearest setting up the tree on top), where that setting comes from, and the org's own."""
+    from mmis.billing import rules
+
+    paths = org.ancestor_paths()
+    depth = {p: i for i, p in enumerate(paths)}
+    best: dict[str, AuditRule] = {}
+    for r in AuditRule.objects.filter(org__path__in=paths, effective_from__lte=on).select_related("org"):
+        cur = best.get(r.code)
+        key = (-depth[r.org.path], r.effective_from)
+        if cur is None or key > (-depth[cur.org.path], cur.effective_from):
+            best[r.code] = r
+    upcoming = {
+        r.code: r for r in AuditRule.objects.filter(org=org, effective_from__gt=on).order_by("effective_from")
+    }
+    out = []
+    for code, params in rules.RULE_PARAMS.items():
+        won = best.get(code)
+        effective = dict(rules.DEFAULT_AUDIT_RULES.get(code, {}))
+        if won is not None:
+            effective.update(won.params or {})
+        out.append(
+            {
+                "code": code,
+                "params": [(name, kind, effective.get(name, "")) for name, kind in params],
+                "enabled": won.enabled if won is not None else True,
+                "source": won.org if won is not None else None,
+                "since": won.effective_from if won is not None else None,
+                "own": won if won is not None and won.org_id == org.pk else None,
+                "upcoming": upcoming.get(code),
+                "weight": rules.RULE_WEIGHTS.get(code, 10),
+            }
+        )
+    return out
 
 
 def exceptions(run: BillingRun) -> QuerySet[RunException]:

@@ -66,6 +66,77 @@ RULE_LABELS = {
 }
 
 
+# the parameters an org may set per rule: name → kind (pct: a change in percent, amount: yuan,
+# pf: a power factor, ratio: a multiple of the contract demand)
+RULE_PARAMS: dict[str, tuple[tuple[str, str], ...]] = {
+    "change_last_month": (("residential_pct", "pct"), ("other_pct", "pct")),
+    "change_last_year": (("residential_pct", "pct"), ("other_pct", "pct")),
+    "large_bill": (
+        ("residential", "amount"),
+        ("general_ci", "amount"),
+        ("large_industry", "amount"),
+        ("agricultural", "amount"),
+    ),
+    "zero_bill": (),
+    "negative": (),
+    "tariff_change": (),
+    "new_customer": (),
+    "estimated": (),
+    "low_pf": (("below", "pf"),),
+    "demand_over": (("ratio", "ratio"),),
+    "basic_no_energy": (),
+}
+PARAM_LIMITS = {  # kind → (lowest, highest, decimals)
+    "pct": (Decimal(0), Decimal(1000), 2),
+    "amount": (Decimal(0), Decimal(10) ** 10, 2),
+    "pf": (Decimal(0), Decimal(1), 2),
+    "ratio": (Decimal(1), Decimal(10), 2),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SettingError:
+    """What is wrong with one parameter: `problem` is required | number | decimals | range."""
+
+    path: str  # code.param
+    problem: str
+    kind: str = ""
+
+
+def clean_rule_setting(
+    code: str, enabled: bool, params: dict[str, object]
+) -> tuple[dict, list[SettingError]]:
+    """An org's setting of one audit rule, checked: (clean params as text, errors). Every parameter
+    of the rule is required while the rule is on (a rule switched off may keep blanks)."""
+    if code not in RULE_PARAMS:
+        return {}, [SettingError(code, "unknown")]
+    errors: list[SettingError] = []
+    out: dict[str, str] = {}
+    for name, kind in RULE_PARAMS[code]:
+        raw = params.get(name)
+        text = "" if raw is None else str(raw).strip()
+        path = f"{code}.{name}"
+        if not text:
+            if enabled:
+                errors.append(SettingError(path, "required", kind))
+            continue
+        lo, hi, places = PARAM_LIMITS[kind]
+        try:
+            value = Decimal(text)
+            if not value.is_finite():
+                raise ArithmeticError
+        except ArithmeticError:
+            errors.append(SettingError(path, "number", kind))
+            continue
+        if value != value.quantize(Decimal(1).scaleb(-places)):
+            errors.append(SettingError(path, "decimals", kind))
+        elif not lo <= value <= hi:
+            errors.append(SettingError(path, "range", kind))
+        else:
+            out[name] = format(value.normalize(), "f")
+    return out, errors
+
+
 @dataclass(frozen=True, slots=True)
 class BillFacts:
     """What the audit rules look at, in fen (money) and 1/10,000 (energy, demand)."""
@@ -215,6 +286,14 @@ class FactColumns:
     max_demand_e4: np.ndarray
     contract_demand_e4: np.ndarray  # NONE or 0: no contract demand
     basic_fen: np.ndarray
+
+    def take(self, idx: np.ndarray) -> FactColumns:
+        """The facts of the bills at positions `idx`."""
+        cats = self.usage_category
+        return FactColumns(
+            [cats[i] for i in idx.tolist()],
+            *(getattr(self, f)[idx] for f in self.__dataclass_fields__ if f != "usage_category"),
+        )
 
 
 @dataclass

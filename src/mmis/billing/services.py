@@ -10,6 +10,7 @@ exactly its own output, a killed attempt leaves nothing behind, and an issued bi
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -21,6 +22,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 from django.db import connection, models, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
@@ -79,9 +81,11 @@ def plan_run(
     at: datetime,
     book_codes: list[str] | None = None,
     mode: str = BillingRun.Mode.IN_PROCESS,
+    audit_inline: bool = True,
 ) -> BillingRun:
     """A run for the active metering points under `org` (optionally only those books), split into
-    partitions of one reading book each (large books in chunks)."""
+    partitions of one reading book each (large books in chunks). `audit_inline=False`: the
+    partitions write drafts and the audit stage runs afterwards (`audit_run`)."""
     errors = []
     if not month.is_whole_month():
         errors.append(FieldError("month", "a billing run covers one calendar month"))
@@ -111,6 +115,7 @@ def plan_run(
             period_end=month.end,
             book_codes=sorted(wanted),
             mode=mode,
+            audit_inline=audit_inline,
             created_by=actor if actor is not None and actor.pk else None,
             created_at=at,
             points_total=sum(len(v) for v in keyed.values()),
@@ -127,7 +132,12 @@ def plan_run(
             actor=actor,
             action="billing.run.plan",
             target=run,
-            after={"month": run.month_label, "books": sorted(wanted), "points": run.points_total},
+            after={
+                "month": run.month_label,
+                "books": sorted(wanted),
+                "points": run.points_total,
+                "audit_inline": audit_inline,
+            },
             at=at,
         )
     return run
@@ -365,6 +375,106 @@ def audit_rules_for(org: Org, on: date) -> dict:
     return overrides
 
 
+# --- audit rule settings per org (审核规则设置) ---------------------------------------------------
+class UnableToSetAuditRules(InvalidInput):
+    pass
+
+
+def _setting_message(e: rules.SettingError) -> str:
+    from django.utils.translation import gettext as _
+
+    lo, hi, places = rules.PARAM_LIMITS.get(e.kind, (0, 0, 0))
+    return {
+        "unknown": _("未知的审核规则"),
+        "required": _("启用该规则时必须填写"),
+        "number": _("请输入数字"),
+        "decimals": _("最多 %(places)s 位小数") % {"places": places},
+        "range": _("应在 %(lo)s 至 %(hi)s 之间") % {"lo": lo, "hi": hi},
+    }[e.problem]
+
+
+def set_audit_rules(
+    *,
+    org: Org,
+    settings: dict[str, dict | None],
+    effective_from: date | None,
+    actor: User | None,
+    at: datetime,
+) -> list[str]:
+    """An org's own audit rule settings from `effective_from` (DOMAIN §4.2; below it, each org
+    inherits the nearest setting up the tree). `settings`: rule code → {"enabled", "params"}, or
+    None to drop the org's own setting of that rule and inherit again. All checked first, then
+    written in one transaction, each change audited with its before and after. Returns the codes
+    that changed. Bills already audited keep their flags until the audit stage runs again."""
+    from django.utils.translation import gettext as _
+
+    errors: list[FieldError] = []
+    clean: dict[str, dict | None] = {}
+    for code, setting in settings.items():
+        if setting is None:
+            clean[code] = None
+            continue
+        enabled = bool(setting.get("enabled", True))
+        params, problems = rules.clean_rule_setting(code, enabled, setting.get("params") or {})
+        errors += [FieldError(e.path, _setting_message(e)) for e in problems]
+        clean[code] = {"enabled": enabled, "params": params}
+    if effective_from is None:
+        errors.append(FieldError("effective_from", _("请填写生效日期")))
+    elif effective_from < date(2000, 1, 1):
+        errors.append(FieldError("effective_from", _("生效日期不能早于 2000-01-01")))
+    if errors:
+        raise UnableToSetAuditRules(errors)
+    assert effective_from is not None
+    changed: list[str] = []
+    with transaction.atomic():
+        for code, setting in clean.items():
+            own = list(
+                AuditRule.objects.select_for_update().filter(org=org, code=code).order_by("effective_from")
+            )
+            if setting is None:
+                if own:
+                    before = [
+                        {
+                            "effective_from": r.effective_from.isoformat(),
+                            "enabled": r.enabled,
+                            "params": r.params,
+                        }
+                        for r in own
+                    ]
+                    AuditRule.objects.filter(pk__in=[r.pk for r in own]).delete()
+                    audit.record(
+                        actor=actor,
+                        action="billing.audit_rule.inherit",
+                        target=org,
+                        org=org,
+                        before={"code": code, "settings": before},
+                        after={"code": code, "inherit": True},
+                        at=at,
+                    )
+                    changed.append(code)
+                continue
+            row = next((r for r in own if r.effective_from == effective_from), None)
+            before = None if row is None else {"enabled": row.enabled, "params": row.params}
+            if before == setting:
+                continue
+            if row is None:
+                row = AuditRule.objects.create(org=org, code=code, effective_from=effective_from, **setting)
+            else:
+                row.enabled, row.params = setting["enabled"], setting["params"]
+                row.save(update_fields=["enabled", "params"])
+            audit.record(
+                actor=actor,
+                action="billing.audit_rule.set",
+                target=row,
+                before=before,
+                after={"code": code, "effective_from": effective_from.isoformat(), **setting},
+                at=at,
+            )
+            changed.append(code)
+    _CACHE["run"] = None  # runs calculated from now on read the new settings
+    return changed
+
+
 def process_partition(partition_id: int, *, worker: str | None = None) -> RunPartition:
     """Calculate one partition in ONE transaction (idempotent: rerunning replaces its own bills;
     a worker killed half-way leaves nothing, and the partition stays to be done)."""
@@ -413,6 +523,10 @@ def _apply(p: RunPartition, prepared: _Prepared, *, worker: str, started: dateti
     p.seconds = time.perf_counter() - t0
     for k, v in prepared.counters.items():
         setattr(p, k, v)
+    if p.run.audit_inline:
+        p.audited_at = p.finished_at
+    else:
+        p.audited_at, p.flagged = None, 0
     p.save()
     refresh_run(p.run_id)
 
@@ -584,7 +698,7 @@ def _rows(p: RunPartition, result: _Result) -> tuple[list, list, list, list]:
     run = p.run
     fast_n = len(result.block) if result.block is not None else 0
     ids = writer.reserve_bill_ids(fast_n + len(result.bills))
-    state = Bill.State.CALCULATED.value
+    audited = run.audit_inline  # the audit stage with the calculation, or drafts audited later
     bill_rows: list = []
     line_rows: list = []
     flag_rows: list = []
@@ -597,7 +711,7 @@ def _rows(p: RunPartition, result: _Result) -> tuple[list, list, list, list]:
             run_id=run.pk,
             partition_id=p.pk,
             month=run.period,
-            state=state,
+            audited=audited,
             text=writer.is_postgres(),
         )
     dumps = writer.dumps
@@ -625,20 +739,20 @@ def _rows(p: RunPartition, result: _Result) -> tuple[list, list, list, list]:
                 b.period.end.isoformat(),
                 b.point.tariff_code,
                 last.version_id,
-                state,
+                (Bill.State.FLAGGED if b.flags else Bill.State.PASSED) if audited else Bill.State.DRAFT,
                 calc.fmt4(b.energy_e4),
                 calc.fmt2(b.total_fen),
                 b.reading.estimated,
                 len(b.segments) > 1,
-                b.risk,
-                dumps([f.code for f in b.flags]),
+                b.risk if audited else 0,
+                dumps([f.code for f in b.flags] if audited else []),
                 dumps(trace),
                 "",
             )
         )
         for seq, (seg, code, q, price, amount) in enumerate(b.lines):
             line_rows.append((ref, seq, seg, code, calc.fmt4(q), price, calc.fmt2(amount)))
-        for f in b.flags:
+        for f in b.flags if audited else ():
             flag_rows.append((ref, f.code, f.message[:200], f.weight))
     exc_rows = [(run.pk, p.pk, s.point_id, s.reason[:30], s.message[:300]) for s in result.set_aside]
     return bill_rows, line_rows, flag_rows, exc_rows
@@ -695,10 +809,16 @@ def refresh_run(run_id: int) -> BillingRun:
         run.amount = agg["amount"] or 0
         if run.state == BillingRun.State.PLANNED:
             run.state, run.started_at = BillingRun.State.RUNNING, run.started_at or timezone.now()
-        if done == run.partitions_total and run.state == BillingRun.State.RUNNING:
-            run.state = BillingRun.State.CALCULATED
-            run.finished_at = timezone.now()
-        elif done < run.partitions_total and run.state == BillingRun.State.CALCULATED:
+        drafted = run.partitions.filter(state=RunPartition.State.DONE, audited_at__isnull=True).exists()
+        if done == run.partitions_total and run.state in (BillingRun.State.RUNNING, BillingRun.State.DRAFTED):
+            run.state = BillingRun.State.DRAFTED if drafted else BillingRun.State.CALCULATED
+            run.finished_at = run.finished_at or timezone.now()
+        elif done == run.partitions_total and run.state == BillingRun.State.CALCULATED and drafted:
+            run.state = BillingRun.State.DRAFTED
+        elif done < run.partitions_total and run.state in (
+            BillingRun.State.CALCULATED,
+            BillingRun.State.DRAFTED,
+        ):
             run.state = BillingRun.State.RUNNING
         run.save()
     return run
@@ -721,16 +841,88 @@ def retry_partition(*, partition: RunPartition, actor: User | None, at: datetime
     return process_partition(partition.pk)
 
 
+# --- the audit stage (审核规则) ---------------------------------------------------------------------
+MANUAL_CORRECTION = "manual_correction"  # an auditor recalculated the bill: it stays with an auditor
+
+
+def audit_partition(*, partition: RunPartition, at: datetime) -> RunPartition:
+    """The audit stage of one partition, set-based in ONE transaction: the org's audit rules (as
+    they are now) over its bills not approved yet — drafts, or flagged/passed bills to audit again
+    after a rule changed: each becomes flagged (with its flags and risk) or passed."""
+    with transaction.atomic():
+        p = RunPartition.objects.select_for_update().select_related("run").get(pk=partition.pk)
+        run = p.run
+        month = run.period
+        inp = bulk.audit_inputs(p.pk, month, Bill.sources("audit"))
+        n = len(inp.ids)
+        risk = np.zeros(n, np.int64)
+        codes: list[list[str]] = [[] for _ in range(n)]
+        flag_rows: list[tuple[int, str, str, int]] = []
+        orgs = Org.objects.in_bulk(set(inp.org_ids.tolist()))
+        for org_id in sorted(orgs):
+            idx = np.nonzero(inp.org_ids == org_id)[0]
+            effective = rules.effective_rules(audit_rules_for(orgs[org_id], month.start))
+            facts = inp.facts.take(idx)
+            hits = rules.audit_columns(facts, effective)
+            risk[idx] = rules.risk_scores(hits, facts.amount_fen)
+            for h in hits:
+                for j in np.nonzero(h.mask)[0].tolist():
+                    i = int(idx[j])
+                    codes[i].append(h.code)
+                    flag_rows.append((inp.ids[i], h.code, h.message(j)[:200], h.weight))
+        changes: dict[tuple[str, int, str], list[int]] = defaultdict(list)
+        flagged = 0
+        for i, bill_id in enumerate(inp.ids):
+            flags = codes[i] + ([MANUAL_CORRECTION] if MANUAL_CORRECTION in inp.flags[i] else [])
+            state = Bill.State.FLAGGED if flags else Bill.State.PASSED
+            flagged += state == Bill.State.FLAGGED
+            assert Bill.allows("audit", inp.state[i], state)
+            if (state, int(risk[i]), flags) != (inp.state[i], int(inp.risk[i]), inp.flags[i]):
+                changes[(state, int(risk[i]), writer.dumps(flags))].append(bill_id)
+        for (state, r, flags_json), ids in changes.items():
+            for k in range(0, len(ids), 5000):
+                Bill.objects.filter(pk__in=ids[k : k + 5000]).update(
+                    state=state, risk=r, flags=json.loads(flags_json)
+                )
+        writer.replace_flags(inp.ids, flag_rows)
+        p.audited_at = at
+        p.flagged = flagged
+        p.save(update_fields=["audited_at", "flagged"])
+        refresh_run(run.pk)
+    return p
+
+
+def audit_run(*, run: BillingRun, actor: User | None, at: datetime, org: Org | None = None) -> int:
+    """The audit stage over a run's bills not approved yet (the drafts of a run calculated without
+    it, or every flagged/passed bill again after the audit rules changed), partition by partition;
+    `org` limits it to the partitions under that org. Returns the number of bills audited."""
+    parts = run.partitions.filter(state=RunPartition.State.DONE)
+    if org is not None:
+        parts = parts.filter(org__path__startswith=org.path)
+    n = 0
+    for p in parts.order_by("key"):
+        n += Bill.objects.filter(partition=p, state__in=Bill.sources("audit")).count()
+        audit_partition(partition=p, at=at)
+    audit.record(
+        actor=actor,
+        action="billing.run.audit",
+        target=run,
+        after={"bills": n, "org": org.code if org is not None else None},
+        at=at,
+    )
+    return n
+
+
 # --- audit (电费审核) -----------------------------------------------------------------------------
 def _audit_target(bill_ids: list[int]) -> list[Bill]:
     return list(Bill.objects.select_for_update().filter(pk__in=bill_ids).order_by("pk"))
 
 
 def approve_bills(*, bill_ids: list[int], actor: User, at: datetime, note: str = "") -> int:
-    """calculated → audited, for every listed bill (all or nothing)."""
+    """flagged or passed → audited, for every listed bill (all or nothing)."""
     with transaction.atomic():
         bills = _audit_target(bill_ids)
-        bad = [b.number for b in bills if b.state != Bill.State.CALCULATED]
+        bad = [b.number for b in bills if not b.can("approve")]
         if len(bills) != len(set(bill_ids)):
             raise UnableToAuditBill([FieldError("bill_ids", "some bills do not exist")])
         if bad:
@@ -748,9 +940,9 @@ def approve_clean(
     partition: RunPartition | None = None,
     org: Org | None = None,
 ) -> int:
-    """Bulk approval of every unflagged calculated bill of the run (or one partition, or the
-    bills under one org)."""
-    qs = Bill.objects.filter(run=run, state=Bill.State.CALCULATED, risk=0)
+    """Bulk approval of every bill of the run the audit rules passed (or one partition's, or the
+    bills under one org): passed → audited."""
+    qs = Bill.objects.filter(run=run, state=Bill.State.PASSED)
     if partition is not None:
         qs = qs.filter(partition=partition)
     if org is not None:
@@ -773,7 +965,7 @@ def return_bill(*, bill: Bill, actor: User, at: datetime, reason: str) -> Bill:
         raise UnableToAuditBill([FieldError("reason", "is required")])
     with transaction.atomic():
         b = Bill.objects.select_for_update().get(pk=bill.pk)
-        if b.state not in (Bill.State.CALCULATED, Bill.State.AUDITED):
+        if not b.can("return"):
             raise UnableToAuditBill([FieldError("state", f"bill {b.number} is {b.get_state_display()}")])
         b.state = Bill.State.RETURNED
         b.return_reason = reason[:200]
@@ -790,7 +982,7 @@ def recalculate_bill(*, bill: Bill, usage: dict[str, Any], actor: User, at: date
         raise UnableToAuditBill([FieldError("reason", "is required")])
     with transaction.atomic():
         b = Bill.objects.select_for_update().get(pk=bill.pk)
-        if b.state not in (Bill.State.CALCULATED, Bill.State.AUDITED):
+        if not b.can("correct"):
             raise UnableToAuditBill(
                 [FieldError("state", f"bill {b.number} cannot be changed: {b.get_state_display()}")]
             )
@@ -804,8 +996,8 @@ def recalculate_bill(*, bill: Bill, usage: dict[str, Any], actor: User, at: date
         b.trace = trace
         b.amount = total
         b.energy_kwh = sum((Decimal(s["kwh"]) for s in trace["seg"]), Decimal(0))
-        b.state = Bill.State.CALCULATED
-        b.flags = sorted({*b.flags, "manual_correction"})
+        b.state = Bill.State.FLAGGED  # back to an auditor
+        b.flags = sorted({*b.flags, MANUAL_CORRECTION})
         b.save()
         audit.record(
             actor=actor,
@@ -980,8 +1172,7 @@ def _release_chunk(bill_ids: list[int], *, actor: User, at: datetime, terms: dic
             for b in bills:
                 src.post_charge(bill=b, lines=lines[b.pk], at=at, actor=actor)
         _audit_many(actor, "bill.release", bills, at, after=lambda b: {"due_date": b.due_date.isoformat()})
-        for b in bills:
-            _notice(b, at)
+        _notices(bills, at)
     return len(bills)
 
 
@@ -994,6 +1185,22 @@ def _post_charges(bills: list[Bill], lines: dict[int, list[dict]], *, at: dateti
     fields = (charge_fields(bill=b, lines=lines[b.pk]) for b in bills)
     items = [ChargeItem(**f) for f in fields if f is not None]
     return post_charges(items=items, at=at, actor=actor) if items else 0
+
+
+def _notices(bills: list[Bill], at: datetime) -> None:
+    """The chunk's bill notices into accounts' outbox in one set-based enqueue (sent after
+    commit); should that fail, one by one, so a notice that cannot be queued never undoes a
+    release nor costs the other bills theirs. A source of its own queues them one by one."""
+    src = source()
+    if type(src).queue_notice is Source.queue_notice:
+        try:
+            with transaction.atomic():
+                src.queue_notices(bills=bills, at=at)
+            return
+        except Exception:
+            log.exception("could not queue the notices of %s bills at once; one by one", len(bills))
+    for b in bills:
+        _notice(b, at)
 
 
 def _notice(bill: Bill, at: datetime) -> None:
@@ -1059,7 +1266,7 @@ def refresh_release_state(run: BillingRun) -> BillingRun:
     with transaction.atomic():
         r = BillingRun.objects.select_for_update().get(pk=run.pk)
         issued = Bill.objects.filter(run=r, state__in=[Bill.State.ISSUED, Bill.State.SETTLED]).count()
-        open_ = Bill.objects.filter(run=r, state__in=[Bill.State.CALCULATED, Bill.State.AUDITED]).count()
+        open_ = Bill.objects.filter(run=r, state__in=sorted(Bill.OPEN)).count()
         r.released_bills = issued
         if issued and r.state in (BillingRun.State.CALCULATED, BillingRun.State.PARTIALLY_RELEASED):
             r.state = BillingRun.State.RELEASED if open_ == 0 else BillingRun.State.PARTIALLY_RELEASED

@@ -11,6 +11,7 @@ urlpatterns = [
     path("runs/<int:pk>/export.xlsx", views.run_excel, name="run_excel"),
     path("runs/<int:pk>/<slug:action>/", views.run_action, name="run_action"),
     path("audit/", views.audit_queue, name="audit_queue"),
+    path("audit-rules/", views.audit_rules, name="audit_rules"),
     path("bills/<int:pk>/", views.bill_detail, name="bill"),
     path("bills/<int:pk>/pdf/", views.bill_pdf, name="bill_pdf"),
     path("corrections/", views.corrections, name="corrections"),

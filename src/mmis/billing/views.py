@@ -14,6 +14,8 @@ from django.db import close_old_connections
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from mmis.billing import documents, queries, services
@@ -78,11 +80,11 @@ def runs(request: HttpRequest) -> HttpResponse:
     if (denied := _guard(request)) is not None:
         return denied
     orgs = DataScope.for_user(request.user).orgs().exclude(level=Org.Level.SERVICE_HALL).order_by("path")
-    form = {"month": _default_month(timezone.localdate()), "org": "", "books": ""}
+    form = {"month": _default_month(timezone.localdate()), "org": "", "books": "", "draft": ""}
     if request.method == "POST":
         if (denied := _guard(request, write=True)) is not None:
             return denied
-        form = {k: request.POST.get(k, "").strip() for k in ("month", "org", "books")}
+        form = {k: request.POST.get(k, "").strip() for k in ("month", "org", "books", "draft")}
         try:
             y, m = (int(x) for x in form["month"].split("-"))
             month = Period.month(y, m)
@@ -102,6 +104,7 @@ def runs(request: HttpRequest) -> HttpResponse:
                         at=timezone.now(),
                         book_codes=books or None,
                         mode=BillingRun.Mode.CELERY if settings.BROKER_URL else BillingRun.Mode.IN_PROCESS,
+                        audit_inline=not form["draft"],
                     )
                 except InvalidInput as exc:
                     _errors(request, exc)
@@ -125,6 +128,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "partitions": run.partitions.order_by("key")[:500],
         "exceptions": queries.exceptions(run)[:200],
         "queue": queries.audit_queue(request.user, run_id=run.pk)[:10],
+        "lifecycle": queries.lifecycle(run),
         "can_write": queries.can_write(request.user),
     }
     return render(request, "billing/run_detail.html", ctx)
@@ -146,7 +150,12 @@ def run_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     run = _run_or_404(request, pk)
     now = timezone.now()
     try:
-        if action == "approve-clean":
+        if action == "audit":
+            n = services.audit_run(
+                run=run, actor=request.user, at=now, org=queries.action_org(request.user, run)
+            )
+            messages.success(request, _("已对 %(n)s 张账单执行审核规则") % {"n": n})
+        elif action == "approve-clean":
             n = services.approve_clean(
                 run=run, actor=request.user, at=now, org=queries.action_org(request.user, run)
             )
@@ -323,3 +332,134 @@ def corrections(request: HttpRequest) -> HttpResponse:
         return redirect("billing:corrections")
     page = Paginator(queries.corrections(request.user), 50).get_page(request.GET.get("page"))
     return render(request, "billing/corrections.html", {"page": page})
+
+
+RULE_TITLES = {
+    "change_last_month": gettext_lazy("电费环比变化超限"),
+    "change_last_year": gettext_lazy("电费同比变化超限"),
+    "large_bill": gettext_lazy("大额电费"),
+    "zero_bill": gettext_lazy("零电费"),
+    "negative": gettext_lazy("负电费或负明细"),
+    "estimated": gettext_lazy("估抄电量"),
+    "new_customer": gettext_lazy("新装首次计费"),
+    "tariff_change": gettext_lazy("电价/倍率/容量本期变更"),
+    "low_pf": gettext_lazy("功率因数偏低"),
+    "demand_over": gettext_lazy("最大需量超合同"),
+    "basic_no_energy": gettext_lazy("有基本电费无电量"),
+}
+PARAM_TITLES = {
+    "residential_pct": gettext_lazy("居民变化幅度(%)"),
+    "other_pct": gettext_lazy("非居民变化幅度(%)"),
+    "residential": gettext_lazy("居民(元)"),
+    "general_ci": gettext_lazy("一般工商业(元)"),
+    "large_industry": gettext_lazy("大工业(元)"),
+    "agricultural": gettext_lazy("农业(元)"),
+    "below": gettext_lazy("低于"),
+    "ratio": gettext_lazy("超过合同需量的倍数"),
+}
+
+
+@login_required
+def audit_rules(request: HttpRequest) -> HttpResponse:
+    """The audit rules of an org in the user's subtree: what applies (and from where), and the
+    org's own settings, edited from a date (billing auditors and administrators)."""
+    from mmis.billing import rules
+
+    if (denied := _guard(request)) is not None:
+        return denied
+    data = request.POST if request.method == "POST" else request.GET
+    orgs = queries.audit_rule_orgs(request.user)
+    org_id = data.get("org", "")
+    if org_id:
+        org = orgs.filter(pk=org_id).first() if org_id.isdigit() else None
+        if org is None:
+            raise Http404("单位不存在或不在您的数据权限范围内")
+    else:
+        org = orgs.filter(pk=request.user.org_id).first() or orgs.first()
+    if org is None:
+        return _forbidden(request, _("您的数据权限范围内没有单位"))
+    today = timezone.localdate()
+    try:
+        on = date.fromisoformat(data.get("on", "") or today.isoformat())
+    except ValueError:
+        on = today
+    errors: dict[str, str] = {}
+    posted = None
+    status = 200
+    if request.method == "POST":
+        if (denied := _guard(request, write=True)) is not None:
+            return denied
+        posted = request.POST
+        settings_: dict[str, dict | None] = {}
+        for code, params in rules.RULE_PARAMS.items():
+            if posted.get(f"own_{code}"):
+                settings_[code] = {
+                    "enabled": bool(posted.get(f"enabled_{code}")),
+                    "params": {name: posted.get(f"{code}.{name}", "") for name, _kind in params},
+                }
+            elif posted.get(f"had_own_{code}"):
+                settings_[code] = None  # the org's own setting unticked: inherit again
+        try:
+            effective_from: date | None = date.fromisoformat(posted.get("effective_from", ""))
+        except ValueError:
+            effective_from = None
+        try:
+            changed = services.set_audit_rules(
+                org=org,
+                settings=settings_,
+                effective_from=effective_from,
+                actor=request.user,
+                at=timezone.now(),
+            )
+        except InvalidInput as exc:
+            errors = {e.path: e.message for e in exc.errors}
+            status = 422
+        else:
+            if changed:
+                messages.success(
+                    request,
+                    _("已保存 %(n)s 条审核规则;未审核通过的账单需“重新执行审核规则”后按新规则审核")
+                    % {"n": len(changed)},
+                )
+            else:
+                messages.info(request, _("审核规则没有变化"))
+            return redirect(f"{request.path}?org={org.pk}&on={effective_from}")
+    rows = queries.audit_rule_settings(org, on)
+    for r in rows:
+        r["title"] = RULE_TITLES.get(r["code"], r["code"])
+        own = r["own"]
+        fields = []
+        for name, _kind, value in r["params"]:
+            path = f"{r['code']}.{name}"
+            shown = (
+                posted.get(path, "")
+                if posted is not None
+                else ((own.params or {}).get(name, value) if own else value)
+            )
+            fields.append(
+                {
+                    "name": path,
+                    "label": PARAM_TITLES.get(name, name),
+                    "value": shown,
+                    "error": errors.get(path),
+                }
+            )
+        r["fields"] = fields
+        r["own_checked"] = bool(posted.get(f"own_{r['code']}")) if posted is not None else own is not None
+        r["enabled_checked"] = (
+            bool(posted.get(f"enabled_{r['code']}"))
+            if posted is not None
+            else (own.enabled if own else r["enabled"])
+        )
+    ctx = {
+        "org": org,
+        "orgs": orgs,
+        "on": on,
+        "rows": rows,
+        "errors": errors,
+        "effective_from": posted.get("effective_from", "")
+        if posted is not None
+        else on.replace(day=1).isoformat(),
+        "can_write": queries.can_write(request.user),
+    }
+    return render(request, "billing/audit_rules.html", ctx, status=status)

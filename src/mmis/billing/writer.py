@@ -115,6 +115,29 @@ def write_bills(bills: list, lines: list, flags: list, exceptions: list) -> None
     _insert_many(RunException._meta.db_table, EXC_COLUMNS, exceptions)
 
 
+def replace_flags(bill_ids: Sequence[int], rows: list[tuple]) -> None:
+    """The audit flags of these bills replaced by `rows` (FLAG_COLUMNS tuples)."""
+    t = AuditFlag._meta.db_table
+    with connection.cursor() as cur:
+        if is_postgres():
+            cur.execute(
+                f"""SELECT x.id FROM unnest(%s::bigint[]) AS u(bid) CROSS JOIN LATERAL (
+                      SELECT t.id FROM {t} t WHERE t.bill_id = u.bid LIMIT 1000) x""",
+                [list(bill_ids)],
+            )
+            old = [r[0] for r in cur.fetchall()]
+            if old:
+                cur.execute(f"DELETE FROM {t} WHERE id = ANY(%s)", [old])
+        else:
+            for i in range(0, len(bill_ids), 5000):
+                chunk = list(bill_ids[i : i + 5000])
+                cur.execute(f"DELETE FROM {t} WHERE bill_id IN ({', '.join(['%s'] * len(chunk))})", chunk)
+    if is_postgres():
+        _copy(t, FLAG_COLUMNS, ("\t".join(_esc(str(x)) for x in r) + "\n" for r in rows))
+    else:
+        _insert_many(t, FLAG_COLUMNS, rows)
+
+
 def _insert_many(table: str, columns: Sequence[str], rows: list[tuple], batch: int = 5000) -> None:
     if not rows:
         return
@@ -146,24 +169,30 @@ def delete_partition_drafts(partition_id: int, point_ids: Sequence[int], month_s
     with connection.cursor() as cur:
         cur.execute(f"DELETE FROM {RunException._meta.db_table} WHERE partition_id = %s", [partition_id])
         if is_postgres():
-            # one index probe per point on (point, period_start): a join with the id array, so the
-            # planner never trades it for a scan of the whole month
+            # every lookup an index probe per point / per bill (LATERAL with LIMIT), then deletes by
+            # primary key: nothing here depends on the planner's idea of the tables' sizes (a month's
+            # first run writes into tables its statistics still call empty)
             cur.execute(
-                f"""DELETE FROM {b} b USING unnest(%s::bigint[]) AS u(pid)
-                    WHERE b.point_id = u.pid AND b.period_start >= %s AND b.period_start < %s
-                      AND b.state NOT IN (%s, %s)
-                    RETURNING b.id""",
-                [list(point_ids), month_start, month_end, *keep],
+                f"""SELECT x.id FROM unnest(%s::bigint[]) AS u(pid) CROSS JOIN LATERAL (
+                      SELECT b.id FROM {b} b WHERE b.point_id = u.pid AND b.period_start >= %s
+                        AND b.period_start < %s AND b.state NOT IN (%s, %s) LIMIT 31) x
+                    UNION
+                    SELECT id FROM {b} WHERE partition_id = %s AND state NOT IN (%s, %s)""",
+                [list(point_ids), month_start, month_end, *keep, partition_id, *keep],
             )
             gone = [r[0] for r in cur.fetchall()]
-            cur.execute(
-                f"DELETE FROM {b} WHERE partition_id = %s AND state NOT IN (%s, %s) RETURNING id",
-                [partition_id, *keep],
-            )
-            gone += [r[0] for r in cur.fetchall()]
-            if gone:  # by the bill_id indexes (an array the planner sizes right, not a CTE it guesses)
-                cur.execute(f"DELETE FROM {ln} WHERE bill_id = ANY(%s)", [gone])
-                cur.execute(f"DELETE FROM {fl} WHERE bill_id = ANY(%s)", [gone])
+            if not gone:
+                return 0
+            for table in (ln, fl):
+                cur.execute(
+                    f"""SELECT x.id FROM unnest(%s::bigint[]) AS u(bid) CROSS JOIN LATERAL (
+                          SELECT t.id FROM {table} t WHERE t.bill_id = u.bid LIMIT 1000) x""",
+                    [gone],
+                )
+                rows = [r[0] for r in cur.fetchall()]
+                if rows:
+                    cur.execute(f"DELETE FROM {table} WHERE id = ANY(%s)", [rows])
+            cur.execute(f"DELETE FROM {b} WHERE id = ANY(%s)", [gone])
             return len(gone)
         n = 0
         for i in range(0, max(len(point_ids), 1), 5000):

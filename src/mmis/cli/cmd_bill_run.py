@@ -1,7 +1,10 @@
-"""`python -m mmis bill-run --month 2026-03 [--org CODE] [--books B01,B02] [--resume RUN_ID]`
+"""`python -m mmis bill-run --month 2026-03 [--org CODE] [--books B01,B02] [--draft] [--resume RUN_ID]`
+`python -m mmis bill-run --audit RUN_ID`
 
 Calculate a billing month with a progress bar: in-process by default; with MMIS_BROKER_URL the
-partitions go to Celery workers (`celery -A mmis worker`) and this command watches them.
+partitions go to Celery workers (`celery -A mmis worker`) and this command watches them. The audit
+rules run with the calculation; with --draft the run writes drafts and `--audit RUN_ID` runs the
+audit stage on them later (also after the audit rules changed, on the bills not approved yet).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ def run(argv: list[str]) -> int:
     parser.add_argument("--org", help="org code (default: the province)")
     parser.add_argument("--books", default="", help="comma-separated reading book codes")
     parser.add_argument("--resume", type=int, help="resume the partitions of this run not done yet")
+    parser.add_argument("--draft", action="store_true", help="write drafts; the audit stage runs later")
+    parser.add_argument("--audit", type=int, metavar="RUN_ID", help="run the audit stage of this run")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -34,6 +39,16 @@ def run(argv: list[str]) -> int:
     from mmis.org.models import Org
 
     celery = bool(settings.BROKER_URL)
+    if args.audit:
+        run_ = BillingRun.objects.get(pk=args.audit)
+        t0 = time.perf_counter()
+        n = services.audit_run(run=run_, actor=None, at=timezone.now())
+        run_.refresh_from_db()
+        print(
+            f"run {run_.pk} {run_.month_label}: {run_.get_state_display()} · audited {n} bills"
+            f" · held for audit {run_.flagged} · {time.perf_counter() - t0:.1f} s"
+        )
+        return 0
     if args.resume:
         run_ = BillingRun.objects.get(pk=args.resume)
     else:
@@ -57,6 +72,7 @@ def run(argv: list[str]) -> int:
                 at=timezone.now(),
                 book_codes=books or None,
                 mode=BillingRun.Mode.CELERY if celery else BillingRun.Mode.IN_PROCESS,
+                audit_inline=not args.draft,
             )
         except InvalidInput as exc:
             for e in exc.errors:

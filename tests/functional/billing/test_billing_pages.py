@@ -115,7 +115,7 @@ def test_api_runs_bills_and_refusals(setup, login):
     got = client.get(f"/api/v1/billing-runs/{run_id}").json()
     assert got["state"] == "calculated" and got["bills"] == 3 and got["exceptions"] == 1
     assert client.get(f"/api/v1/billing-runs/{run_id}/exceptions").json()[0]["reason"] == "no_reading"
-    bills = client.get(f"/api/v1/bills?run={run_id}&state=calculated").json()
+    bills = client.get(f"/api/v1/bills?run={run_id}&state=flagged").json()
     assert bills["count"] == 3
     first = next(b for b in bills["items"] if float(b["amount"]) > 0)
     detail = client.get(f"/api/v1/bills/{first['id']}").json()

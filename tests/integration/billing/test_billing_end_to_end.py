@@ -186,7 +186,7 @@ def test_a_month_with_the_real_readings_tariffs_and_ledger(world, django_capture
     assert messages["missing"].startswith("本期无抄表示数") and messages["no_tariff"] == "无执行电价: NO-SUCH"
 
     # audit: first bills are held; the auditor approves them all, then releases the run
-    assert set(Bill.objects.filter(run=run).values_list("state", flat=True)) == {Bill.State.CALCULATED}
+    assert set(Bill.objects.filter(run=run).values_list("state", flat=True)) == {Bill.State.FLAGGED}
     held = list(Bill.objects.filter(run=run).exclude(flags=[]).values_list("pk", flat=True))
     assert len(held) == 4  # first bill of every point
     services.approve_bills(bill_ids=held, actor=world["auditor"], at=AT)

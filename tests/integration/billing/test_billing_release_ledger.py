@@ -117,3 +117,47 @@ def test_release_posts_like_one_charge_per_bill_with_prepayment(world):  # noqa:
     }
     assert services.release_run(run=run, actor=auditor, at=AT) == 0
     assert LedgerEntry.objects.filter(source_type="billing.bill").count() == 4
+
+
+class _PerBillNotices(inputs.Source):
+    """The real outbox through the per-bill path (Source.queue_notice → accounts.queue_notice)."""
+
+    def queue_notice(self, *, bill, at):
+        return inputs.Source.queue_notice(self, bill=bill, at=at)
+
+
+def _outbox() -> list:
+    from mmis.accounts.models import Notice
+
+    fields = ("channel", "recipient", "template", "payload", "dedupe_key", "org_id", "account_id", "state")
+    return sorted(Notice.objects.values_list(*fields), key=str)
+
+
+@pytest.mark.django_db
+def test_release_queues_the_notices_in_bulk_like_one_by_one(world, django_capture_on_commit_callbacks):  # noqa: F811
+    from mmis.accounts.models import Notice
+
+    run = _run(world)
+    services.approve_bills(
+        bill_ids=list(Bill.objects.filter(run=run).values_list("pk", flat=True)),
+        actor=world["auditor"],
+        at=AT,
+    )
+    try:
+        with transaction.atomic(), inputs.use(_PerBillNotices()):
+            services.release_run(run=run, actor=world["auditor"], at=AT)
+            one_by_one = _outbox()
+            raise _Rollback
+    except _Rollback:
+        pass
+    assert Notice.objects.count() == 0
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert services.release_run(run=run, actor=world["auditor"], at=AT) == 4
+    assert _outbox() == one_by_one
+    assert len(one_by_one) == 4 and {n[4] for n in one_by_one} == {
+        f"bill.issued:{pk}" for pk in Bill.objects.filter(run=run).values_list("pk", flat=True)
+    }
+    res = _bill(world, "res")
+    payload = Notice.objects.get(dedupe_key=f"bill.issued:{res.pk}").payload
+    assert payload["bill_no"] == res.number and payload["amount"] == str(res.amount)
+    assert len(callbacks) == 1  # the chunk's notices are sent after commit, together

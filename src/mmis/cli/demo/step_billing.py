@@ -64,7 +64,7 @@ def build_billing(ctx: DemoContext) -> None:
         services.approve_clean(run=run, actor=auditor, at=approve_at)
         if k == len(months) - 1:
             break  # the latest month waits in the audit queue with its flagged bills
-        flagged = list(Bill.objects.filter(run=run, state=Bill.State.CALCULATED).values_list("pk", flat=True))
+        flagged = list(Bill.objects.filter(run=run, state=Bill.State.FLAGGED).values_list("pk", flat=True))
         if flagged:
             services.approve_bills(bill_ids=flagged, actor=auditor, at=approve_at, note="演示: 审核通过")
         seconds["approve"] = seconds.get("approve", 0) + _t.perf_counter() - t0
@@ -84,7 +84,7 @@ def build_billing(ctx: DemoContext) -> None:
             "billing_runs": len(runs),
             "billing_bills": Bill.objects.count(),
             "billing_released": released,
-            "billing_audit_queue": Bill.objects.filter(run=latest, state=Bill.State.CALCULATED).count(),
+            "billing_audit_queue": Bill.objects.filter(run=latest, state=Bill.State.FLAGGED).count(),
             "billing_exceptions": latest.exceptions,
             "billing_corrections": corrections,
         }
