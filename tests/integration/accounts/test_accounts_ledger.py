@@ -210,6 +210,39 @@ def test_entries_cannot_be_edited_or_deleted(acc):
     assert LedgerEntry.objects.get(pk=e.pk).amount == D("10.00")
 
 
+def test_the_database_refuses_to_change_posted_rows(acc, utility):
+    """Past the ORM (a queryset UPDATE/DELETE, raw SQL): the migration's triggers refuse it."""
+    from django.db import IntegrityError, connection, transaction
+    from django.utils import timezone
+
+    e = charge(acc, 1, "10.00", date(2026, 1, 1))
+    session = services.open_session(cashier=utility.users["counter_a"], at=timezone.now())
+    p = services.take_payment(
+        account=acc,
+        amount="4.00",
+        channel="cash",
+        at=timezone.now(),
+        actor=utility.users["counter_a"],
+        session=session,
+    )
+    attempts = [
+        lambda: LedgerEntry.objects.filter(pk=e.pk).update(amount=D("1.00")),
+        lambda: LedgerEntry.objects.filter(pk=e.pk).delete(),
+        lambda: e.lines.all().update(amount=D("0")),
+        lambda: Allocation.objects.filter(credit=p.entry).update(amount=D("0.01")),
+        lambda: Payment.objects.filter(pk=p.pk).update(amount=D("400.00")),
+    ]
+    table = LedgerLine._meta.db_table
+    for attempt in attempts:
+        with pytest.raises(IntegrityError), transaction.atomic():
+            attempt()
+    with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cur:
+        cur.execute(f'DELETE FROM "{table}" WHERE entry_id = %s', [e.pk])
+    assert LedgerEntry.objects.get(pk=e.pk).amount == D("10.00") and e.lines.count() == 2
+    assert Payment.objects.get(pk=p.pk).amount == D("4.00")
+    assert queries.ledger_check()["balanced"]
+
+
 def test_reversal_needs_approval_by_someone_else_and_restores_debts(acc, utility, approver):
     user = utility.users["counter_a"]
     s = services.open_session(cashier=user, at=at(2026, 4, 1, 9))
