@@ -7,11 +7,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from itertools import pairwise
 
 from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from mmis.assets.models import Meter
 from mmis.common.errors import InvalidInput, NotFound
@@ -33,7 +34,7 @@ from mmis.readings.models import (
     Terminal,
     ValidationSettings,
 )
-from mmis.workflow.models import ProcessInstance
+from mmis.workflow.models import ProcessInstance, Task
 
 READING_FIELDS = ("total", "sharp", "peak", "flat", "valley", "reactive")
 LOOKBACK_DAYS = 100
@@ -97,6 +98,73 @@ def metering_changes(
             )
         )
     return dict(out)
+
+
+def tariff_changes(
+    point_ids: Iterable[int], *, since: date, closed_orders: Collection[int] = ()
+) -> dict[int, list[rules.TariffChange]]:
+    """The tariff code changes of the points made on or after `since`, from the customer file's
+    history (every saved change of a metering point is a history row), oldest first, each with
+    the work order that made it: an order whose data names the point's customer, the point (or
+    none: the main point) and the new tariff code, as the 改类 process records them; `closed` once
+    its archive step is done (or it is completed, or in `closed_orders`). Two cheap queries when
+    no point changed since `since` (the usual case)."""
+    ids = list(point_ids)
+    history = MeteringPoint.history.model
+    start = timezone.make_aware(datetime.combine(since, time.min))
+    changed = set(
+        history.objects.filter(id__in=ids, history_type="~", history_date__gte=start).values_list(
+            "id", flat=True
+        )
+    )
+    if not changed:
+        return {}
+    out: dict[int, list[rules.TariffChange]] = defaultdict(list)
+    prev: dict[int, str] = {}
+    rows = (
+        history.objects.filter(id__in=changed)
+        .order_by("id", "history_id")  # in the order they were saved
+        .values("id", "history_date", "tariff_code", "point_no", "customer__customer_no", "role")
+    )
+    for h in rows:
+        pid, code = h["id"], h["tariff_code"] or ""
+        if pid in prev and prev[pid] != code and h["history_date"] >= start:
+            order = _tariff_order(h, code)
+            out[pid].append(
+                rules.TariffChange(
+                    day=timezone.localtime(h["history_date"]).date(),
+                    old_code=prev[pid],
+                    new_code=code,
+                    work_order=order.number if order is not None else "",
+                    closed=order is not None and _archived(order, closed_orders),
+                )
+            )
+        prev[pid] = code
+    return dict(out)
+
+
+def _tariff_order(h: dict, code: str) -> ProcessInstance | None:
+    """The work order that set a point's tariff code (newest first, started before the change)."""
+    if not code:
+        return None
+    candidates = ProcessInstance.objects.filter(
+        data__customer_no=h["customer__customer_no"],
+        data__new_tariff_code=code,
+        started_at__lte=h["history_date"],
+    ).order_by("-started_at", "-pk")
+    for order in candidates[:20]:
+        named = order.data.get("point_no") or ""
+        if named == h["point_no"] or (not named and h["role"] == MeteringPoint.Role.MAIN):
+            return order
+    return None
+
+
+def _archived(order: ProcessInstance, closed_orders: Collection[int]) -> bool:
+    return (
+        order.state == ProcessInstance.State.COMPLETED
+        or order.pk in closed_orders
+        or Task.objects.filter(instance=order, step_code="archive", state=Task.State.COMPLETED).exists()
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,6 +159,19 @@ class MeteringChange:
 
 
 @dataclass(frozen=True, slots=True)
+class TariffChange:
+    """The point's tariff code changed on `day` in the customer file (its history). `work_order`
+    is the number of the work order that changed it (改类 and the like; "" = none) and `closed`
+    whether that order is archived."""
+
+    day: date
+    old_code: str
+    new_code: str
+    work_order: str = ""
+    closed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Segment:
     """A stretch of a period read on one meter, from `start` to `end` registers. `parts` are the
     [from, to) dates and the multiplier in force on each: one part, or several when a multiplier
@@ -302,12 +315,14 @@ def file_change_findings(
     changes: Sequence[MeteringChange],
     end_date: date | None = None,
     meter_names: Mapping[int, str] | None = None,
+    tariff_changes: Sequence[TariffChange] = (),
 ) -> list[Finding]:
-    """DOMAIN.md §2.3 file change: the meter or multiplier changed between the start and the end
-    reading without a closed work order. Every recorded change must have an archived work order,
-    and the recorded changes must lead from the start reading's meter and multiplier to the end
-    reading's; what they do not explain was changed in the file alone. A reading taken on the day
-    of a change may show the state before or after it."""
+    """DOMAIN.md §2.3 file change: the meter, multiplier or tariff changed between the start and
+    the end reading without a closed work order. Every recorded change must have an archived work
+    order, and the recorded changes must lead from the start reading's meter and multiplier to the
+    end reading's; what they do not explain was changed in the file alone. A reading taken on the
+    day of a change may show the state before or after it. `tariff_changes` are the tariff code
+    changes of the period (from the file's history), each needing an archived work order."""
     names = meter_names or {}
 
     def meter(m: int | None) -> str:
@@ -339,6 +354,12 @@ def file_change_findings(
         problems.append(f"电能表 {meter(cur_meter)} → {meter(end_meter)} 无换表工单")
     if start_multiplier is not None and end_multiplier is not None and end_multiplier not in mults_ok:
         problems.append(f"综合倍率 {_fmt(cur_mult)} → {_fmt(end_multiplier)} 无变更工单")
+    for t in sorted(tariff_changes, key=lambda t: t.day):
+        text = f"{t.day} 电价码 {t.old_code or '—'} → {t.new_code or '—'}"
+        if not t.work_order:
+            problems.append(f"{text} 无工单")
+        elif not t.closed:
+            problems.append(f"{text} 工单 {t.work_order} 未归档")
     if not problems:
         return []
     return [Finding("file_change", ("档案变更未闭环: " + "; ".join(problems))[:300])]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -895,6 +896,16 @@ def validate_readings(
         digits = {pk: m["register_digits"] for pk, m in meters.items()}
         names = {pk: m["asset_no"] for pk, m in meters.items()}
         changes = queries.metering_changes(point_ids, closed_orders=closed_orders)
+        # tariff changes since the earliest start of a period checked here (the previous billable
+        # reading, or a pending one of the batch)
+        starts = [
+            rows[i - 1].reading_date
+            for r in pending
+            if (rows := history.get(r.metering_point_id))
+            and (i := bisect_left([h.reading_date for h in rows], r.reading_date)) > 0
+        ]
+        since = min([*starts, *(r.reading_date for r in pending)])
+        tariffs = queries.tariff_changes(point_ids, since=since, closed_orders=closed_orders)
         thresholds: dict[int, rules.Thresholds] = {}
         orgs = {o.pk: o for o in Org.objects.filter(pk__in={p.org_id for p in points.values()})}
         zero_runs = _zero_runs(point_ids)
@@ -940,6 +951,11 @@ def validate_readings(
                         changes=checked,
                         end_date=r.reading_date,
                         meter_names=names,
+                        tariff_changes=[
+                            t
+                            for t in tariffs.get(r.metering_point_id, ())
+                            if prev.reading_date <= t.day <= r.reading_date
+                        ],
                     )
             end_mult = r.multiplier or ctx.multiplier
             v = rules.validate(

@@ -249,3 +249,24 @@ def test_a_reading_on_the_change_day_may_show_the_state_before_it():
     assert fc(end_multiplier=D(40), changes=[change], end_date=MAR31) == []
     assert fc(end_multiplier=D(60), changes=[change], end_date=MAR31) == []
     assert fc(end_multiplier=D(40), changes=[change], end_date=date(2026, 4, 30)) != []
+
+
+def test_a_tariff_change_needs_an_archived_work_order():
+    alone = rules.TariffChange(day=MAR11, old_code="RES-TIER", new_code="COM-FLAT")
+    f = fc(tariff_changes=[alone])
+    assert [x.rule for x in f] == ["file_change"]
+    assert f[0].detail == "档案变更未闭环: 2026-03-11 电价码 RES-TIER → COM-FLAT 无工单"
+    open_order = rules.TariffChange(
+        day=MAR11, old_code="RES-TIER", new_code="COM-FLAT", work_order="YK2026031100007"
+    )
+    assert (
+        "电价码 RES-TIER → COM-FLAT 工单 YK2026031100007 未归档" in fc(tariff_changes=[open_order])[0].detail
+    )
+    archived = rules.TariffChange(
+        day=MAR11, old_code="RES-TIER", new_code="COM-FLAT", work_order="YK2026031100007", closed=True
+    )
+    assert fc(tariff_changes=[archived]) == []
+    # one finding for everything the period's file changes do not explain
+    f = fc(end_multiplier=D(60), tariff_changes=[archived, rules.TariffChange(MAR31, "COM-FLAT", "")])
+    assert len(f) == 1
+    assert f[0].detail == "档案变更未闭环: 综合倍率 40 → 60 无变更工单; 2026-03-31 电价码 COM-FLAT → — 无工单"
