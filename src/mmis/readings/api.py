@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 
 from django.utils import timezone
-from ninja import Field, File, Query, Router, Schema
+from ninja import Field, File, Query, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.files import UploadedFile
 
@@ -350,7 +350,7 @@ def create_book(request, payload: BookIn):
         auditor=_reader(payload.auditor_id, "auditor_id"),
         at=_now(),
     )
-    return 201, _book_out(book)
+    return Status(201, _book_out(book))
 
 
 @router.get("/reading-books/{book_id}", response=BookOut)
@@ -437,7 +437,7 @@ def record_reading(request, payload: ReadingIn):
         note=payload.note,
         at=_now(),
     )
-    return 201, _reading_out(queries.get_reading(request.user, r.pk))
+    return Status(201, _reading_out(queries.get_reading(request.user, r.pk)))
 
 
 @router.post("/readings/estimates", response={201: ReadingOut}, summary="Estimate a reading (估抄)")
@@ -447,7 +447,7 @@ def estimate(request, payload: EstimateIn):
     r = services.estimate_reading(
         actor=request.user, point=point, reading_date=payload.reading_date, reason=payload.reason, at=_now()
     )
-    return 201, _reading_out(queries.get_reading(request.user, r.pk))
+    return Status(201, _reading_out(queries.get_reading(request.user, r.pk)))
 
 
 @router.post("/readings/import", response=ImportOut, summary="Import a CSV or Excel file of readings")
@@ -575,7 +575,7 @@ def open_meter_change(request, payload: MeterChangeOrderIn):
     order = workorders.open_meter_change(
         actor=request.user, point=point, reason=payload.reason, note=payload.note, at=_now()
     )
-    return 201, {"id": order.pk, "number": order.number}
+    return Status(201, {"id": order.pk, "number": order.number})
 
 
 @router.get(
@@ -661,7 +661,7 @@ def create_terminal(request, payload: TerminalIn):
         meters=meters,
         at=_now(),
     )
-    return 201, _terminal_out(t)
+    return Status(201, _terminal_out(t))
 
 
 @router.get("/terminals/commands", response=list[CommandOut], summary="Remote commands")
@@ -680,7 +680,7 @@ def send_command(request, payload: CommandIn):
     cmd = services.send_remote_command(
         meter=meter, command=payload.command, requested_by=request.user, reason=payload.reason, at=_now()
     )
-    return 201, _command_out(cmd)
+    return Status(201, _command_out(cmd))
 
 
 @router.get("/terminals/commands/{command_id}", response=CommandOut)
