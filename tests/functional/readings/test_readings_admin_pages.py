@@ -123,7 +123,7 @@ def test_settings_page_in_english(world, client, login):
     r = client.post(reverse("readings:settings"), {"org": world.utility.counties[0].pk, "jump_factor": "x"})
     html = r.content.decode()
     assert r.status_code == 422
-    assert "Reading validation settings" in html and "Enter a number" in row(html, "jump_factor")
+    assert "Reading validation settings" in html and "must be a number" in row(html, "jump_factor")
     assert "System default" in row(html, "exception_days")
 
 
