@@ -112,11 +112,12 @@ def tariff_changes(
     ids = list(point_ids)
     history = MeteringPoint.history.model
     start = timezone.make_aware(datetime.combine(since, time.min))
+    # the file's changes since `start` (a range on the history's date index; few), then the points'
     changed = set(
-        history.objects.filter(id__in=ids, history_type="~", history_date__gte=start).values_list(
-            "id", flat=True
-        )
-    )
+        history.objects.filter(history_type="~", history_date__gte=start)
+        .values_list("id", flat=True)
+        .distinct()
+    ) & set(ids)
     if not changed:
         return {}
     out: dict[int, list[rules.TariffChange]] = defaultdict(list)
