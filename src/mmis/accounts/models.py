@@ -236,17 +236,27 @@ class LedgerEntry(AppendOnlyModel):
     posted_at = models.DateTimeField(_("记账时间"))
     source_type = models.CharField(max_length=30, blank=True, default="")
     source_id = models.BigIntegerField(null=True, blank=True)
+    # References are rare (a reversal, a late fee, a correction): indexed only where set (partial
+    # indexes below; `reverses` by its partial unique constraint), so that the many entries
+    # without them (charges, payments) cost no index insert for them.
     reverses = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by"
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by", db_index=False
     )
     refers_to = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="referenced_by"
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="referenced_by", db_index=False
     )
     # the entry whose posting made this one (a late fee charged by a payment)
-    origin = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    origin = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
     late_fee_class = models.CharField(max_length=20, blank=True, default="")
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
     memo = models.CharField(_("摘要"), max_length=200, blank=True, default="")
 
@@ -257,6 +267,15 @@ class LedgerEntry(AppendOnlyModel):
             models.Index(fields=["account", "posted_at"]),
             models.Index(fields=["org", "business_date"]),
             models.Index(fields=["kind", "due_date"]),
+            models.Index(
+                fields=["refers_to"],
+                condition=Q(refers_to__isnull=False),
+                name="accounts_entry_refers_to_idx",
+            ),
+            models.Index(
+                fields=["origin"], condition=Q(origin__isnull=False), name="accounts_entry_origin_idx"
+            ),
+            models.Index(fields=["actor"], condition=Q(actor__isnull=False), name="accounts_entry_actor_idx"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -439,7 +458,8 @@ class BankBatchLine(models.Model):
         FAILED = "failed", _("扣款失败")
         MISMATCH = "mismatch", _("金额不符(挂账)")
 
-    batch = models.ForeignKey(BankBatch, on_delete=models.PROTECT, related_name="lines")
+    # indexed by the (batch, line_no) unique constraint
+    batch = models.ForeignKey(BankBatch, on_delete=models.PROTECT, related_name="lines", db_index=False)
     line_no = models.IntegerField()
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
     amount = models.DecimalField(max_digits=14, decimal_places=2)

@@ -1,7 +1,9 @@
 """Posted ledger rows are append-only in the database itself: UPDATE and DELETE of a ledger entry,
 ledger line, allocation, charge line or payment are refused by a trigger (PostgreSQL and SQLite),
 whatever the client. A mistake is corrected by a new document (reversal, adjustment), never by an
-edit. (TRUNCATE, which Django's test flush uses on PostgreSQL, is not refused.)"""
+edit. (TRUNCATE, which Django's test flush uses on PostgreSQL, is not refused.) SQLite drops a
+table's triggers when a migration remakes the table (any AlterField there): such a migration runs
+`forwards` again (see 0005)."""
 
 from django.db import migrations
 
@@ -37,7 +39,7 @@ def forwards(apps, schema_editor):
         for table in TABLES:
             for op in ("UPDATE", "DELETE"):
                 schema_editor.execute(
-                    f'CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON "{table}" '
+                    f'CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON "{table}" '
                     f"BEGIN SELECT RAISE(ABORT, '{table} rows are posted and append-only: {op} refused'); END"
                 )
 
