@@ -230,13 +230,16 @@ def run_exceptions(request, run_id: int):
 
 @router.post(
     "/billing-runs/{run_id}/audit",
-    summary="The audit stage: the audit rules over the run's drafts (or its bills not approved yet)",
+    response={202: dict},
+    summary="Start the audit stage: the audit rules over the run's drafts (or its bills not approved yet)",
 )
 def audit_run(request, run_id: int):
     _write(request)
     run = queries.get_run(request.user, run_id)
-    org = queries.action_org(request.user, run)
-    return {"audited": services.audit_run(run=run, actor=request.user, at=timezone.now(), org=org)}
+    from mmis.billing.views import _audit_in_background
+
+    _audit_in_background(run, actor=request.user, org=queries.action_org(request.user, run))
+    return Status(202, {"started": True, "partitions": run.partitions.filter(state="done").count()})
 
 
 @router.post("/billing-runs/{run_id}/approve-clean", summary="Approve every bill of the run the rules passed")

@@ -158,8 +158,14 @@ def _vat(bill: Bill) -> Decimal:
     return (taxable / Decimal("1.13") * Decimal("0.13")).quantize(Decimal("0.01"))
 
 
-def run_excel(run: BillingRun) -> bytes:
+def run_excel(run: BillingRun, user=None) -> bytes:
+    """The run's bills, exceptions and partitions as a workbook; with `user`, only the bills and
+    exceptions inside the user's data scope (a county auditor exporting a province's run)."""
     from openpyxl import Workbook
+
+    from mmis.org.scope import DataScope
+
+    scope = DataScope.for_user(user) if user is not None else None
 
     wb = Workbook(write_only=True)
     ws = wb.create_sheet("账单 Bills")
@@ -180,24 +186,23 @@ def run_excel(run: BillingRun) -> bytes:
             "风险",
         ]
     )
-    qs = (
-        Bill.objects.filter(run=run)
-        .order_by("pk")
-        .values_list(
-            "number",
-            "customer__customer_no",
-            "customer__name",
-            "point__point_no",
-            "tariff_code",
-            "period_start",
-            "period_end",
-            "energy_kwh",
-            "amount",
-            "state",
-            "estimated",
-            "flags",
-            "risk",
-        )
+    bills = Bill.objects.filter(run=run)
+    if scope is not None:
+        bills = scope.filter(bills, "org")
+    qs = bills.order_by("pk").values_list(
+        "number",
+        "customer__customer_no",
+        "customer__name",
+        "point__point_no",
+        "tariff_code",
+        "period_start",
+        "period_end",
+        "energy_kwh",
+        "amount",
+        "state",
+        "estimated",
+        "flags",
+        "risk",
     )
     states = dict(Bill.State.choices)
     for row in qs.iterator(chunk_size=5000):
@@ -208,7 +213,10 @@ def run_excel(run: BillingRun) -> bytes:
         ws.append(row)
     ex = wb.create_sheet("异常 Exceptions")
     ex.append(["计量点", "户号", "分区", "原因", "说明"])
-    for e in queries.exceptions(run):
+    exceptions = queries.exceptions(run)
+    if scope is not None:
+        exceptions = scope.filter(exceptions, "point__org")
+    for e in exceptions:
         ex.append([e.point.point_no, e.point.customer.customer_no, e.partition.key, e.reason, e.message])
     parts = wb.create_sheet("分区 Partitions")
     parts.append(

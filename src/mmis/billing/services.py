@@ -892,15 +892,37 @@ def audit_partition(*, partition: RunPartition, at: datetime) -> RunPartition:
     return p
 
 
+def _audit_parts(run: BillingRun, org: Org | None):
+    parts = run.partitions.filter(state=RunPartition.State.DONE)
+    if org is not None:
+        parts = parts.filter(org__path__startswith=org.path)
+    return parts.order_by("key")
+
+
+def dispatch_audit(*, run: BillingRun, actor: User | None, at: datetime, org: Org | None = None) -> int:
+    """The audit stage of the run's partitions (under `org`) as Celery tasks, one per partition
+    (in-process, one after the other, without a broker). Returns the number of partitions."""
+    from mmis.billing.tasks import audit_partition as task
+
+    ids = list(_audit_parts(run, org).values_list("pk", flat=True))
+    audit.record(
+        actor=actor,
+        action="billing.run.audit",
+        target=run,
+        after={"partitions": len(ids), "org": org.code if org is not None else None, "queued": True},
+        at=at,
+    )
+    for pid in ids:
+        task.delay(pid, at.isoformat())
+    return len(ids)
+
+
 def audit_run(*, run: BillingRun, actor: User | None, at: datetime, org: Org | None = None) -> int:
     """The audit stage over a run's bills not approved yet (the drafts of a run calculated without
     it, or every flagged/passed bill again after the audit rules changed), partition by partition;
     `org` limits it to the partitions under that org. Returns the number of bills audited."""
-    parts = run.partitions.filter(state=RunPartition.State.DONE)
-    if org is not None:
-        parts = parts.filter(org__path__startswith=org.path)
     n = 0
-    for p in parts.order_by("key"):
+    for p in _audit_parts(run, org):
         n += Bill.objects.filter(partition=p, state__in=Bill.sources("audit")).count()
         audit_partition(partition=p, at=at)
     audit.record(

@@ -70,6 +70,22 @@ def _start_in_background(run: BillingRun) -> None:
     threading.Thread(target=work, name=f"billing-run-{run.pk}", daemon=True).start()
 
 
+def _audit_in_background(run: BillingRun, *, actor, org: Org | None) -> None:
+    """The audit stage of a run (a province's million bills take minutes): Celery tasks per
+    partition with a broker, else a thread of this process."""
+    if settings.BROKER_URL:
+        services.dispatch_audit(run=run, actor=actor, at=timezone.now(), org=org)
+        return
+
+    def work() -> None:
+        try:
+            services.audit_run(run=run, actor=actor, at=timezone.now(), org=org)
+        finally:
+            close_old_connections()
+
+    threading.Thread(target=work, name=f"billing-audit-{run.pk}", daemon=True).start()
+
+
 def _default_month(today: date) -> str:
     y, m = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
     return f"{y}-{m:02d}"
@@ -151,10 +167,8 @@ def run_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     now = timezone.now()
     try:
         if action == "audit":
-            n = services.audit_run(
-                run=run, actor=request.user, at=now, org=queries.action_org(request.user, run)
-            )
-            messages.success(request, _("已对 %(n)s 张账单执行审核规则") % {"n": n})
+            _audit_in_background(run, actor=request.user, org=queries.action_org(request.user, run))
+            messages.success(request, _("审核规则执行中,完成后各账单进入待审核或规则通过"))
         elif action == "approve-clean":
             n = services.approve_clean(
                 run=run, actor=request.user, at=now, org=queries.action_org(request.user, run)
@@ -298,7 +312,7 @@ def run_excel(request: HttpRequest, pk: int) -> HttpResponse:
 
     audit.record(actor=request.user, action="billing.run.export", target=run, at=timezone.now())
     resp = HttpResponse(
-        documents.run_excel(run),
+        documents.run_excel(run, request.user),
         content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     )
     resp["Content-Disposition"] = f'attachment; filename="billing-run-{run.pk}-{run.month_label}.xlsx"'

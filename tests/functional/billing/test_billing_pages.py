@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "integration" / "billing"))
 
@@ -36,6 +37,11 @@ def setup(utility, monkeypatch):
         username="auditor2", password="Mmis@2026-test", org=utility.counties[3], roles=["billing_auditor"]
     )
     monkeypatch.setattr(views, "_start_in_background", lambda run: services.run_in_process(run))
+    monkeypatch.setattr(
+        views,
+        "_audit_in_background",
+        lambda run, *, actor, org: services.audit_run(run=run, actor=actor, at=timezone.now(), org=org),
+    )
     with inputs.use(fake):
         yield {"fake": fake, "points": points, "auditor": auditor, "outsider": outsider, "utility": utility}
 
@@ -68,7 +74,8 @@ def test_start_watch_audit_release_and_documents(setup, login, tmp_path):
     run = BillingRun.objects.get()
     assert r.status_code == 302 and r["Location"] == f"/billing/runs/{run.pk}/"
     detail = client.get(r["Location"]).content.decode()
-    assert "F01" in detail and "no_reading" in detail and "已计算" in detail
+    assert "F01" in detail and "no_reading" in detail and "已计算已审核" in detail
+    assert "账单生命周期" in detail and "重新执行审核规则" in detail
     progress = client.get(f"/billing/runs/{run.pk}/progress/").content.decode()
     assert "100%" in progress and "hx-get" not in progress  # finished: polling stops
     queue = client.get(f"/billing/audit/?run={run.pk}").content.decode()
@@ -84,7 +91,6 @@ def test_start_watch_audit_release_and_documents(setup, login, tmp_path):
     assert run.state == "released" and run.released_bills == 3
     pdf = client.get(f"/billing/bills/{bill.pk}/pdf/")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
-    _renders(pdf.content, tmp_path)
     xlsx = client.get(f"/billing/runs/{run.pk}/export.xlsx")
     from openpyxl import load_workbook
 
@@ -101,6 +107,11 @@ def test_start_watch_audit_release_and_documents(setup, login, tmp_path):
     assert r.status_code == 302 and str(c.amount) == "28.88"
     manager = login(setup["utility"].users["manager"])
     assert manager.get("/billing/corrections/").status_code == 200
+    # an auditor of another county sees the province's run, and exports none of its bills
+    other = login(setup["outsider"])
+    wb = load_workbook(io.BytesIO(other.get(f"/billing/runs/{run.pk}/export.xlsx").content))
+    assert len(list(wb["账单 Bills"].values)) == 1 and len(list(wb["异常 Exceptions"].values)) == 1
+    _renders(pdf.content, tmp_path)  # last: skipped where poppler is not installed
 
 
 def test_api_runs_bills_and_refusals(setup, login):
@@ -140,3 +151,27 @@ def test_api_runs_bills_and_refusals(setup, login):
     clerk = login(setup["utility"].users["counter_a"])
     assert clerk.get("/api/v1/billing-runs").status_code == 403
     assert clerk.get("/billing/").status_code == 403
+
+
+def test_a_run_of_drafts_and_its_audit_stage_through_the_api_and_the_run_page(setup, login):
+    client = login(setup["auditor"])
+    r = client.post(
+        "/api/v1/billing-runs",
+        {"month": "2026-03", "org_id": setup["utility"].province.pk, "audit_inline": False},
+        content_type="application/json",
+    )
+    assert r.status_code == 201, r.content
+    run_id = r.json()["id"]
+    got = client.get(f"/api/v1/billing-runs/{run_id}").json()
+    assert got["state"] == "drafted" and got["audit_inline"] is False and got["flagged"] == 0
+    page = client.get(f"/billing/runs/{run_id}/").content.decode()
+    assert "账单生命周期" in page and "执行审核规则" in page
+    assert '<li class="d-flex align-items-center gap-1" data-state="draft">' in page
+    r = client.post(f"/api/v1/billing-runs/{run_id}/audit")
+    assert r.status_code == 202 and r.json()["partitions"] == 1
+    got = client.get(f"/api/v1/billing-runs/{run_id}").json()
+    assert got["state"] == "calculated" and got["flagged"] == 3
+    states = {b.state for b in Bill.objects.filter(run_id=run_id)}
+    assert states == {"flagged"}  # first bills
+    r = client.post(f"/billing/runs/{run_id}/audit/")  # again from the page: nothing changes
+    assert r.status_code == 302 and {b.state for b in Bill.objects.filter(run_id=run_id)} == {"flagged"}
