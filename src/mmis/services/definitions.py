@@ -191,6 +191,7 @@ def archive(nxt: list | None = None) -> dict:
         nxt,
         days=1,
         form=[f("archive_note", "归档说明", required=False)],
+        effect="services.archived",
         can_send_back=True,
     )
 

@@ -31,6 +31,7 @@ from mmis.customers.models import (
 )
 from mmis.org import audit
 from mmis.readings import services as reading_services
+from mmis.readings.models import MeterChange
 from mmis.services import commitments as params
 from mmis.services.models import ServiceChange
 from mmis.workflow import effects
@@ -271,6 +272,28 @@ def _swap_metering(
             [FieldError(f"form.{names.get(e.path.split('.')[0], e.path)}", e.message) for e in exc.errors]
         ) from None
     return point
+
+
+@effects.register("services.archived")
+def archived(ctx: EffectContext) -> dict:
+    """The order's documents are archived: readings that VEE held because this order had changed
+    the file (meter, multiplier, tariff) without being archived are validated again (DOMAIN.md
+    §2.3), as the metering work order does. The points are those its changes were recorded on and
+    the points of the customer it changed."""
+    inst = ctx.instance
+    points = set(MeterChange.objects.filter(work_order=inst).values_list("metering_point_id", flat=True))
+    if inst.subject_type == "customers.customer" and inst.subject_id.isdigit():
+        points |= set(
+            MeteringPoint.objects.filter(customer_id=int(inst.subject_id)).values_list("pk", flat=True)
+        )
+    if not points:
+        return {}
+    counts = reading_services.revalidate_file_change_holds(point_ids=points, order=inst, at=ctx.at)
+    return (
+        {"revalidated": counts["revalidated"], "revalidated_valid": counts["valid"]}
+        if counts["revalidated"]
+        else {}
+    )
 
 
 def _remove_meters(ctx: EffectContext, point: MeteringPoint, on: date, reason: str) -> list[str]:

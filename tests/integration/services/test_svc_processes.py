@@ -655,3 +655,56 @@ def test_an_order_outside_the_scope_is_refused(filed):
             at=T0,
             data={"customer_no": u.customers["a"].customer_no, "new_name": "y"},
         )
+
+
+def test_archiving_a_capacity_increase_releases_the_reading_it_held(filed):
+    """VEE holds a reading whose period holds the meter swap while the order is not archived
+    (file change without a closed work order); the archive step validates it again."""
+    from svc_driver import BASE_FORMS, worker
+
+    from mmis.readings import services as rs
+    from mmis.readings.models import ReadingException
+
+    u = filed
+    c = u.customers["c"]
+    main = c.metering_points.get(role="main", usage_category="large_industry")
+    admin = u.users["admin"]
+    rs.record_reading(
+        actor=admin, point=main, reading_date=date(2026, 11, 1), values={"total": "1000"}, at=T0
+    )
+    inst = svc.apply(
+        actor=u.users["counter_a"],
+        code="capacity_increase",
+        org=None,
+        data={"customer_no": c.customer_no, "point_no": main.point_no, "new_capacity_kva": "1250"},
+        at=T0,
+    )
+    forms = {
+        "execute": {
+            "meter_asset_no": u.meters[1],
+            "end_reading": "1200",
+            "initial_reading": "0",
+            "done_on": "2026-11-23",
+        }
+    }
+    clock = T0
+    while (t := open_tasks(inst)[0]).step_code != "archive":
+        clock += timedelta(minutes=30)
+        user = t.assignee or worker(u, t)
+        if t.state == "open":
+            wf.claim_task(actor=user, task_id=t.pk, at=clock)
+        form = {**BASE_FORMS.get(t.step_code, {}), **forms.get(t.step_code, {})}
+        wf.complete_task(actor=user, task_id=t.pk, form=form, at=clock, step_code=t.step_code)
+    assert MeterChange.objects.filter(work_order=inst).exists()
+    reading = rs.record_reading(
+        actor=admin, point=main, reading_date=date(2026, 11, 24), values={"total": "50"}, at=clock
+    )
+    assert reading.status == "exception"
+    held = ReadingException.objects.get(reading=reading, rule="file_change", state="open")
+    archive = open_tasks(inst)[0]
+    user = archive.assignee or worker(u, archive)
+    wf.claim_task(actor=user, task_id=archive.pk, at=clock)
+    wf.complete_task(actor=user, task_id=archive.pk, form={}, at=clock, step_code="archive")
+    reading.refresh_from_db()
+    held.refresh_from_db()
+    assert reading.status == "valid" and (held.state, held.decision) == ("closed", "revalidate")
