@@ -184,7 +184,7 @@ def arrears(
             r = rows[e["account_id"]] = ArrearsRow(
                 e["account_id"], e["account__account_no"], e["account__name"], e["org_id"]
             )
-        left = e["amount"] - e["paid"]
+        left = round_fen(e["amount"] - e["paid"])  # SQLite sums decimals as floats
         r.total += left
         r.items += 1
         r.buckets[rules.ageing_bucket(days)] += left
