@@ -42,7 +42,7 @@ from mmis.accounts.models import (
     PrepaidAccount,
 )
 from mmis.common.errors import FieldError, InvalidInput
-from mmis.common.money import ZERO, money_str
+from mmis.common.money import ZERO, money_str, round_fen
 from mmis.customers.models import Account, Customer, MeteringPoint, UsageCategory
 from mmis.org import audit
 from mmis.org.models import Org, User
@@ -1308,15 +1308,16 @@ def open_session(
 def session_totals(session: CashierSession) -> dict[str, Decimal]:
     """What the system says the till took, by channel (net of reversals of those payments)."""
     out = {c: ZERO for c in COUNTER_CHANNELS}
+    # round_fen: SQLite sums decimals as floats
     for ch, total in Payment.objects.filter(session=session).values_list("channel").annotate(t=Sum("amount")):
-        out[ch] += total
+        out[ch] += round_fen(total)
     reversed_ = (
         LedgerEntry.objects.filter(kind=EntryKind.REVERSAL, reverses__payment__session=session)
         .values_list("reverses__payment__channel")
         .annotate(t=Sum("amount"))
     )
     for ch, total in reversed_:
-        out[ch] -= total
+        out[ch] -= round_fen(total)
     return out
 
 
