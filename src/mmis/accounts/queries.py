@@ -65,7 +65,8 @@ def find_accounts(user: User, text: str, *, limit: int = 20) -> list[Account]:
 def balance(account: Account | int) -> Decimal:
     """What the customer owes (positive) or holds as prepayment (negative): the sum of entries."""
     pk = account.pk if isinstance(account, Account) else account
-    return LedgerEntry.objects.filter(account_id=pk).aggregate(t=Sum("amount"))["t"] or ZERO
+    # round_fen here and below: SQLite sums decimals as floats
+    return round_fen(LedgerEntry.objects.filter(account_id=pk).aggregate(t=Sum("amount"))["t"] or ZERO)
 
 
 def prepayment(account: Account | int) -> Decimal:
@@ -77,7 +78,7 @@ def prepayment(account: Account | int) -> Decimal:
         .annotate(used=Sum("allocations_out__amount"))
         .values_list("amount", "used")
     ):
-        total += -amt - (used or ZERO)
+        total += -amt - round_fen(used or ZERO)
     return total
 
 
@@ -109,7 +110,7 @@ def open_items(account: Account | int, *, on: date | None = None) -> list[OpenIt
     )
     out = []
     for e in rows:
-        left = e.amount - e.paid
+        left = round_fen(e.amount - e.paid)
         if left <= 0:
             continue
         days = (on - e.due_date).days if on and e.due_date else 0
@@ -227,7 +228,7 @@ def statement(account: Account, *, start: date | None = None, end: date | None =
     qs = LedgerEntry.objects.filter(account=account).order_by("posted_at", "id")
     opening = ZERO
     if start:
-        opening = qs.filter(business_date__lt=start).aggregate(t=Sum("amount"))["t"] or ZERO
+        opening = round_fen(qs.filter(business_date__lt=start).aggregate(t=Sum("amount"))["t"] or ZERO)
         qs = qs.filter(business_date__gte=start)
     if end:
         qs = qs.filter(business_date__lt=end)
