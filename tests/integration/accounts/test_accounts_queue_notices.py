@@ -72,3 +72,24 @@ def test_bulk_enqueue_validates_every_item_first(utility):
         notices.queue_notices(items=[_item(1), _item(2, channel="fax"), _item(3, recipient="")], at=AT)
     assert [err.path for err in e.value.errors] == ["items[1].channel", "items[2].recipient"]
     assert Notice.objects.count() == 0
+
+
+def test_bulk_dispatch_keeps_a_failed_notice_queued_with_its_reason(
+    utility, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    settings.NOTICE_SENDER = "flaky"
+
+    def flaky(notice, text):
+        if notice.recipient.endswith("2"):
+            raise OSError("gateway timeout")
+
+    monkeypatch.setitem(notices.SENDERS, "flaky", flaky)
+    with django_capture_on_commit_callbacks(execute=True):
+        notices.queue_notices(items=[_item(n) for n in range(1, 4)], at=AT)
+    got = {n.dedupe_key: (n.state, n.attempts, n.last_error) for n in Notice.objects.all()}
+    assert got == {
+        "test:1": ("sent", 1, ""),
+        "test:2": ("queued", 1, "gateway timeout"),  # retried by dispatch_queued
+        "test:3": ("sent", 1, ""),
+    }
+    assert Notice.objects.get(dedupe_key="test:1").sent_at is not None
