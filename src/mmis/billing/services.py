@@ -1168,11 +1168,7 @@ def _release_chunk(bill_ids: list[int], *, actor: User, at: datetime, terms: dic
         if not bills:
             return 0
         lines: dict[int, list[dict]] = defaultdict(list)
-        for bid, code, amount in (
-            BillLine.objects.filter(bill_id__in=[b.pk for b in bills])
-            .order_by("bill_id", "seq")
-            .values_list("bill_id", "code", "amount")
-        ):
+        for bid, code, amount in writer.lines_of([b.pk for b in bills]):
             lines[bid].append({"code": code, "amount": amount})
         issued_on = timezone.localdate(at)
         by_due: dict[date, list[int]] = defaultdict(list)
