@@ -175,23 +175,28 @@ def queue_notices(*, items: Sequence[NoticeItem], at: datetime, batch_size: int 
 
 
 def _dispatch_many(ids: list[int], *, max_attempts: int = 3, batch_size: int = 1000) -> None:
-    """`dispatch` of many queued notices: read in batches, each sent by the configured sender,
-    their outcome written back in one bulk update per batch (a failure is kept with its reason)."""
+    """`dispatch` of many queued notices: read in batches, each sent by the configured sender; the
+    sent ones marked in one update per batch, a failure kept with its reason."""
+    from django.db.models import F
+
     sender = SENDERS.get(getattr(settings, "NOTICE_SENDER", "file"), _send_file)
-    fields = ["attempts", "last_error", "state", "sent_at"]
     for i in range(0, len(ids), batch_size):
-        notices = list(Notice.objects.filter(pk__in=ids[i : i + batch_size]).exclude(state=Notice.State.SENT))
-        for notice in notices:
-            notice.attempts += 1
+        sent = []
+        for notice in Notice.objects.filter(pk__in=ids[i : i + batch_size]).exclude(state=Notice.State.SENT):
             try:
                 sender(notice, render(notice.template, notice.payload))
             except Exception as exc:  # a sender failure must never break the business transaction
-                notice.last_error = str(exc)[:300]
-                notice.state = Notice.State.FAILED if notice.attempts >= max_attempts else Notice.State.QUEUED
+                attempts = notice.attempts + 1
+                Notice.objects.filter(pk=notice.pk).update(
+                    attempts=attempts,
+                    last_error=str(exc)[:300],
+                    state=Notice.State.FAILED if attempts >= max_attempts else Notice.State.QUEUED,
+                )
             else:
-                notice.state = Notice.State.SENT
-                notice.sent_at = timezone.now()
-        Notice.objects.bulk_update(notices, fields, batch_size=500)
+                sent.append(notice.pk)
+        Notice.objects.filter(pk__in=sent).update(
+            state=Notice.State.SENT, sent_at=timezone.now(), attempts=F("attempts") + 1
+        )
 
 
 def _send_file(notice: Notice, text: str) -> None:
