@@ -126,12 +126,7 @@ def install(
         errors += _transformer_errors(point, locked)
         if errors:
             raise UnableToInstall(errors)
-        for asset in [meter, *locked]:
-            asset.state = AssetState.INSTALLED
-            asset.metering_point = point
-            asset.installed_on = on
-            asset._history_user = actor
-            asset.save()
+        _mount([meter, *locked], point=point, on=on, actor=actor, reason=reason)
         # the CT/PT that stay on the point count too: a meter swap alone keeps the multiplier
         point = customer_services.set_multiplier(
             actor=actor, point=point, multiplier=point_multiplier(_installed_on(point)), reason=reason
@@ -148,6 +143,16 @@ def install(
             },
         )
     return point
+
+
+def _mount(assets: list, *, point: MeteringPoint, on: date, actor: User | None, reason: str) -> None:
+    for asset in assets:
+        asset.state = AssetState.INSTALLED
+        asset.metering_point = point
+        asset.installed_on = on
+        asset._history_user = actor
+        asset._change_reason = reason
+        asset.save()
 
 
 def _installed_on(point: MeteringPoint) -> list[InstrumentTransformer]:
@@ -209,13 +214,7 @@ def replace_transformers(
         errors = _transformer_errors(point, locked)
         if errors:
             raise UnableToInstall(errors)
-        for t in locked:
-            t.state = AssetState.INSTALLED
-            t.metering_point = point
-            t.installed_on = on
-            t._history_user = actor
-            t._change_reason = reason
-            t.save()
+        _mount(locked, point=point, on=on, actor=actor, reason=reason)
         point = customer_services.set_multiplier(
             actor=actor, point=point, multiplier=point_multiplier(_installed_on(point)), reason=reason
         )

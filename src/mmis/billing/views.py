@@ -23,7 +23,7 @@ from mmis.billing.models import Bill, BillingRun, Correction
 from mmis.common.errors import InvalidInput, NotFound
 from mmis.common.periods import Period
 from mmis.org.models import Org
-from mmis.org.scope import DataScope
+from mmis.org.scope import DataScope, chosen_org
 
 
 def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
@@ -383,13 +383,7 @@ def audit_rules(request: HttpRequest) -> HttpResponse:
         return denied
     data = request.POST if request.method == "POST" else request.GET
     orgs = queries.audit_rule_orgs(request.user)
-    org_id = data.get("org", "")
-    if org_id:
-        org = orgs.filter(pk=org_id).first() if org_id.isdigit() else None
-        if org is None:
-            raise Http404("单位不存在或不在您的数据权限范围内")
-    else:
-        org = orgs.filter(pk=request.user.org_id).first() or orgs.first()
+    org = chosen_org(orgs, data.get("org", ""), home_id=request.user.org_id)
     if org is None:
         return _forbidden(request, _("您的数据权限范围内没有单位"))
     today = timezone.localdate()

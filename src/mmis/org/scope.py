@@ -69,3 +69,17 @@ class DataScope:
 
 def scope_of(user: User) -> DataScope:
     return DataScope.for_user(user)
+
+
+def chosen_org(orgs: QuerySet[Org], org_id: str, *, home_id: int | None) -> Org | None:
+    """The org a settings page was asked for (`org_id` from the request) among `orgs`, the orgs
+    the user may see; 404 when it is not one of them. Without `org_id`: the user's own org, else
+    the first of `orgs` (None when there is none)."""
+    from django.http import Http404
+
+    if org_id:
+        org = orgs.filter(pk=org_id).first() if org_id.isdigit() else None
+        if org is None:
+            raise Http404("单位不存在或不在您的数据权限范围内")
+        return org
+    return orgs.filter(pk=home_id).first() or orgs.first()

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 from mmis.assets.models import Meter
 from mmis.common.errors import InvalidInput, NotFound
 from mmis.customers.models import UsageCategory
-from mmis.org.scope import DataScope
+from mmis.org.scope import DataScope, chosen_org
 from mmis.readings import imports, queries, services, workorders
 from mmis.readings.models import ReadingException, RemoteCommand, Terminal
 
@@ -471,13 +471,7 @@ def vee_settings(request: HttpRequest) -> HttpResponse:
         return _forbidden(request, _("您的角色不能查看抄表审核设置"))
     data = request.POST if request.method == "POST" else request.GET
     orgs = queries.settings_orgs(request.user)
-    org_id = data.get("org", "")
-    if org_id:
-        org = orgs.filter(pk=org_id).first() if org_id.isdigit() else None
-        if org is None:
-            raise Http404("单位不存在或不在您的数据权限范围内")
-    else:
-        org = orgs.filter(pk=request.user.org_id).first() or orgs.first()
+    org = chosen_org(orgs, data.get("org", ""), home_id=request.user.org_id)
     if org is None:
         return _forbidden(request, _("您的数据权限范围内没有单位"))
     can_write = _can_set_vee(request.user)
