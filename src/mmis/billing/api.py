@@ -175,7 +175,8 @@ def list_runs(request, page: int = 1, page_size: int = 50):
     _read(request)
     qs = queries.runs(request.user)
     start = (max(page, 1) - 1) * page_size
-    return {"items": [_run_out(r) for r in qs[start : start + page_size]], "count": qs.count()}
+    items = [_run_out(queries.scope_run_figures(request.user, r)) for r in qs[start : start + page_size]]
+    return {"items": items, "count": qs.count()}
 
 
 @router.post("/billing-runs", response={201: RunOut}, summary="Plan (and start) a billing run")
@@ -209,7 +210,7 @@ def create_run(request, payload: RunIn):
 @router.get("/billing-runs/{run_id}", response=RunOut, summary="One run with its counters")
 def get_run(request, run_id: int):
     _read(request)
-    return _run_out(queries.get_run(request.user, run_id))
+    return _run_out(queries.scope_run_figures(request.user, queries.get_run(request.user, run_id)))
 
 
 @router.get("/billing-runs/{run_id}/exceptions", response=list[ExceptionOut], summary="Points set aside")

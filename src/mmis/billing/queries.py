@@ -6,10 +6,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 
 from mmis.billing.models import AuditRule, Bill, BillingRun, Correction, RunException
 from mmis.common.errors import NotFound
+from mmis.common.money import round_fen
 from mmis.org.models import Org, User
 from mmis.org.scope import DataScope
 
@@ -43,6 +44,24 @@ def action_org(user: User, run: BillingRun) -> Org | None:
     """None when the user's scope covers the run's org; else the user's own org, to which a
     bulk approval or release of that run is limited."""
     return None if DataScope.for_user(user).contains_org(run.org) else user.org
+
+
+def scope_run_figures(user: User, run: BillingRun) -> BillingRun:
+    """A run of an org above the user's scope (a province-wide run seen by a county auditor):
+    its bill, exception, pending-audit and amount figures become those of the user's own part,
+    on this object only, so no one reads totals outside their subtree."""
+    if action_org(user, run) is None:
+        return run
+    mine = bills(user).filter(run=run)
+    agg = mine.aggregate(
+        n=Count("id"), flagged=Count("id", filter=Q(state=Bill.State.FLAGGED)), amount=Sum("amount")
+    )
+    run.bills, run.flagged = agg["n"], agg["flagged"]
+    run.amount = round_fen(agg["amount"] or Decimal(0))
+    run.exceptions = (
+        DataScope.for_user(user).filter(RunException.objects.filter(run=run), "point__org").count()
+    )
+    return run
 
 
 def get_run(user: User, pk: int | str) -> BillingRun:

@@ -131,6 +131,8 @@ def runs(request: HttpRequest) -> HttpResponse:
                     )
                     return redirect("billing:run", pk=run.pk)
     page = Paginator(queries.runs(request.user), 25).get_page(request.GET.get("page"))
+    for run in page:
+        queries.scope_run_figures(request.user, run)
     return render(request, "billing/runs.html", {"page": page, "orgs": orgs, "form": form})
 
 
@@ -138,7 +140,7 @@ def runs(request: HttpRequest) -> HttpResponse:
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if (denied := _guard(request)) is not None:
         return denied
-    run = _run_or_404(request, pk)
+    run = queries.scope_run_figures(request.user, _run_or_404(request, pk))
     ctx = {
         "run": run,
         "partitions": run.partitions.order_by("key")[:500],
@@ -154,7 +156,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
     if (denied := _guard(request)) is not None:
         return denied
-    run = _run_or_404(request, pk)
+    run = queries.scope_run_figures(request.user, _run_or_404(request, pk))
     return render(request, "billing/_run_progress.html", {"run": run})
 
 

@@ -175,3 +175,17 @@ def test_a_run_of_drafts_and_its_audit_stage_through_the_api_and_the_run_page(se
     assert states == {"flagged"}  # first bills
     r = client.post(f"/billing/runs/{run_id}/audit/")  # again from the page: nothing changes
     assert r.status_code == 302 and {b.state for b in Bill.objects.filter(run_id=run_id)} == {"flagged"}
+
+
+def test_a_province_run_shows_each_auditor_only_their_part(setup, login):
+    client = login(setup["auditor"])
+    client.post("/billing/", {"month": "2026-03", "org": setup["utility"].province.pk, "books": ""})
+    run = BillingRun.objects.get()
+    assert (run.bills, run.exceptions) == (3, 1) and run.amount > 0
+    mine = client.get("/billing/").content.decode()
+    assert f'<td class="text-end">{run.amount}</td>' in mine
+    # an auditor of another county sees the run, with its figures for their county only: none
+    other = login(setup["outsider"]).get("/billing/").content.decode()
+    assert f"/billing/runs/{run.pk}/" in other
+    assert f'<td class="text-end">{run.amount}</td>' not in other
+    assert '<td class="text-end">0</td><td class="text-end">0</td><td class="text-end">0</td>' in other
