@@ -107,3 +107,50 @@ def build_small_utility() -> SmallUtility:
         },
     )
     return u
+
+
+def individual_account(utility, n: int, *, name: str = "测试"):
+    """A residential customer of the utility's first station, opened 400 days ago: its account."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from mmis.customers import rules as customer_rules
+    from mmis.customers import services as customer_services
+
+    first17 = f"11010519800101{n:03d}"
+    cust = customer_services.create_customer(
+        actor=utility.users["counter_a"],
+        org=utility.stations[0],
+        opened_on=timezone.localdate() - timedelta(days=400),
+        data={
+            "kind": "individual",
+            "name": f"{name}{n}",
+            "id_type": "resident_id",
+            "id_number": first17 + customer_rules.resident_id_check_digit(first17),
+            "phone": "13912345678",
+            "address": {"region": "示范省第1市甲县", "detail": f"人民路{n}号"},
+        },
+    )
+    return cust.accounts.get()
+
+
+def bill_charge(acc, amount, n: int, due):
+    """A bill's charge of `amount` on the account, due on `due`, posted 60 days ago."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from mmis.accounts import services
+
+    return services.post_charge(
+        account=acc,
+        amount=Decimal(amount),
+        source_type="bill",
+        source_id=acc.pk * 100 + n,
+        document_no=f"B{acc.pk}-{n}",
+        due_date=due,
+        at=timezone.now() - timedelta(days=60),
+        actor=None,
+    )

@@ -17,10 +17,9 @@ from django.utils import timezone
 
 from mmis.accounts import counter, queries, services
 from mmis.accounts.models import Allocation, Approval, CashierSession, LedgerEntry, Payment, PrepaidAccount
-from mmis.customers import rules as customer_rules
-from mmis.customers import services as customer_services
 from mmis.org import services as org_services
 from mmis.org.models import ApiToken, AuditLog
+from mmis_testing import bill_charge, individual_account
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -33,35 +32,12 @@ def _pg_only():
         pytest.skip("the lean path runs on PostgreSQL (MMIS_DATABASE_URL)")
 
 
-def _individual(utility, n: int):
-    first17 = f"11010519800101{n:03d}"
-    cust = customer_services.create_customer(
-        actor=utility.users["counter_a"],
-        org=utility.stations[0],
-        opened_on=timezone.localdate() - timedelta(days=400),
-        data={
-            "kind": "individual",
-            "name": f"测试{n}",
-            "id_type": "resident_id",
-            "id_number": first17 + customer_rules.resident_id_check_digit(first17),
-            "phone": "13912345678",
-            "address": {"region": "示范省第1市甲县", "detail": f"人民路{n}号"},
-        },
-    )
-    return cust.accounts.get()
+def _individual(utility, n):
+    return individual_account(utility, n, name="测试")
 
 
 def _charge(acc, amount, n, due):
-    return services.post_charge(
-        account=acc,
-        amount=D(amount),
-        source_type="bill",
-        source_id=acc.pk * 100 + n,
-        document_no=f"B{acc.pk}-{n}",
-        due_date=due,
-        at=timezone.now() - timedelta(days=60),
-        actor=None,
-    )
+    return bill_charge(acc, amount, n, due)
 
 
 def _request(user, acc, amount, key, **kw):

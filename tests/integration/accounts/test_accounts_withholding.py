@@ -13,9 +13,8 @@ from django.utils import timezone
 from mmis.accounts import channels, queries, services, withholding
 from mmis.accounts.models import Allocation, BankBatchLine, LedgerEntry, Payment, Policy
 from mmis.common.errors import InvalidInput
-from mmis.customers import rules as customer_rules
-from mmis.customers import services as customer_services
 from mmis.customers.models import Account
+from mmis_testing import bill_charge, individual_account
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -27,34 +26,11 @@ def _pg_only():
 
 
 def _account(utility, n):
-    first17 = f"11010519800101{n:03d}"
-    cust = customer_services.create_customer(
-        actor=utility.users["counter_a"],
-        org=utility.stations[0],
-        opened_on=timezone.localdate() - timedelta(days=400),
-        data={
-            "kind": "individual",
-            "name": f"代扣{n}",
-            "id_type": "resident_id",
-            "id_number": first17 + customer_rules.resident_id_check_digit(first17),
-            "phone": "13912345678",
-            "address": {"region": "示范省第1市甲县", "detail": f"人民路{n}号"},
-        },
-    )
-    return cust.accounts.get()
+    return individual_account(utility, n, name="代扣")
 
 
 def _charge(acc, amount, n, due):
-    return services.post_charge(
-        account=acc,
-        amount=D(amount),
-        source_type="bill",
-        source_id=acc.pk * 100 + n,
-        document_no=f"B{acc.pk}-{n}",
-        due_date=due,
-        at=timezone.now() - timedelta(days=60),
-        actor=None,
-    )
+    return bill_charge(acc, amount, n, due)
 
 
 def _batch_with(utility, accounts):
