@@ -1930,15 +1930,10 @@ def record_install_reading(
     """The new meter's registers at installation (装表底数) as the point's first billable reading, so
     that the first period is billed from it (DOMAIN.md §2.2: a period runs from one reading to the
     next). It is a recorded fact of the installation work order, not a read to validate."""
-    errors = []
-    if total is None or total < 0:
-        errors.append(FieldError("initial_reading", "must be a register reading of 0 or more"))
-    elif len(str(int(total))) > meter.register_digits:
-        errors.append(
-            FieldError("initial_reading", f"has more than the register's {meter.register_digits} digits")
-        )
-    if errors:
-        raise UnableToRecordReading(errors)
+    values, errors = parse_values({"total": total})
+    _check_values(errors, values, meter, point)
+    if errors:  # the work order's form calls it 表码底数 (initial_reading)
+        raise UnableToRecordReading([FieldError("initial_reading", e.message) for e in errors])
     with transaction.atomic():
         if MeterReading.objects.filter(metering_point=point, reading_date__gte=on).exists():
             raise UnableToRecordReading(
