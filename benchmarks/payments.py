@@ -231,7 +231,9 @@ def _request_bytes(*, port: int, token: str, account_no: str, key: str) -> bytes
     return head.encode() + body
 
 
-async def _client(port: int, reqs: list[bytes], deadline: float, lat: list[float], errors: list[int]) -> None:
+async def _client(
+    port: int, reqs: list[bytes], deadline: float, lat: list[float], errors: list[int], trace: list
+) -> None:
     """One keep-alive connection sending its requests one after the other (raw HTTP/1.1: the load
     generator must cost little of the 2 cores it shares with the server)."""
     reader = writer = None
@@ -253,6 +255,7 @@ async def _client(port: int, reqs: list[bytes], deadline: float, lat: list[float
         except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         lat.append((time.perf_counter() - t0) * 1000)
+        trace.append((t0, lat[-1], status))
         if status != 201:
             errors[0] += 1
         if close and writer is not None:
@@ -262,14 +265,20 @@ async def _client(port: int, reqs: list[bytes], deadline: float, lat: list[float
         writer.close()
 
 
-def _load(port: int, per_client: list[list[bytes]], max_seconds: float) -> tuple[list[float], int, float]:
-    """Run the clients concurrently (one asyncio loop); latencies, errors, seconds."""
+def _load(
+    port: int, per_client: list[list[bytes]], max_seconds: float, trace: list | None = None
+) -> tuple[list[float], int, float]:
+    """Run the clients concurrently (one asyncio loop); latencies, errors, seconds. `trace`, if
+    given, receives (start, ms, status) of every request."""
     lat: list[float] = []
     errors = [0]
+    trace = [] if trace is None else trace
 
     async def run() -> float:
         t0 = time.perf_counter()
-        await asyncio.gather(*[_client(port, reqs, t0 + max_seconds, lat, errors) for reqs in per_client])
+        await asyncio.gather(
+            *[_client(port, reqs, t0 + max_seconds, lat, errors, trace) for reqs in per_client]
+        )
         return time.perf_counter() - t0
 
     seconds = asyncio.run(run())
@@ -286,6 +295,7 @@ def bench_api(
     port: int,
     max_seconds: float,
     cashiers: int,
+    trace: list | None = None,
 ) -> dict:
     """gunicorn (gthread: `workers` processes × `threads` threads, persistent PostgreSQL
     connections) on 127.0.0.1 only; `clients` keep-alive connections from one asyncio loop in this
@@ -365,7 +375,7 @@ def bench_api(
         cpu0 = _cpu_seconds(workers_pids)
         pg0 = {pid: _cpu_seconds([pid]) for pid in pg_pids}
         client0 = time.process_time()
-        lat, errors, seconds = _load(port, measured, max_seconds)
+        lat, errors, seconds = _load(port, measured, max_seconds, trace)
         client_cpu = time.process_time() - client0
         app_cpu = _cpu_seconds(workers_pids) - cpu0
         # backends replaced during the run (CONN_MAX_AGE) count from their start; the last
@@ -409,6 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cashiers", type=int, default=12, help="cashiers (API tokens) the clients use")
     ap.add_argument("--max-seconds", type=float, default=180.0, help="stop the API load after this")
     ap.add_argument("--port", type=int, default=8111)
+    ap.add_argument(
+        "--stalls",
+        action="store_true",
+        help="print the worst latency of each half second (finds server stalls)",
+    )
     args = ap.parse_args(argv)
     url = os.environ.get("MMIS_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/mmis_bench")
     setup_django(url)
@@ -427,7 +442,15 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         max_seconds=args.max_seconds,
         cashiers=args.cashiers,
+        trace=(trace := []),
     )
+    if args.stalls and trace:
+        start = min(t for t, _ms, _st in trace)
+        worst: dict[int, float] = {}
+        for t, ms, _st in trace:
+            k = int((t - start) * 2)
+            worst[k] = max(worst.get(k, 0.0), ms)
+        print("worst ms per 0.5 s: " + " ".join(f"{worst[k]:.0f}" for k in sorted(worst)))
     check = queries.ledger_check()
     rows_per_s = b["rows"] / b["import_s"] if b["import_s"] else 0.0
     print(f"{'figure':<34}{'value':>16}")
