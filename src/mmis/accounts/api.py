@@ -274,30 +274,101 @@ def get_statement(request, account_no: str, q: Query[StatementQuery]):
 
 class ArrearsQuery(Schema):
     on: date | None = None
-    min_days: int = 1
+    org: int | None = Field(None, description="org id within your scope (its subtree); default your own org")
+    search: str = Field("", max_length=50, description="account number prefix, or account/customer name")
+    min_days: int = Field(1, ge=0)
+    min_amount: str = Field("", description="minimum total per account, a decimal string like 100.00")
+    bucket: str = Field("", description="ageing bucket of the account's oldest overdue debt: 1-30, 31-90, …")
+    order: str = Field("amount", description="amount (largest first), days (oldest first) or account_no")
+    offset: int = Field(0, ge=0)
     limit: int = Field(100, ge=1, le=1000)
+
+
+def _money_param(text: str, path: str):
+    from decimal import Decimal, InvalidOperation
+
+    text = (text or "").strip()
+    if not text:
+        return services.ZERO
+    try:
+        value = Decimal(text)
+        if not value.is_finite():
+            raise InvalidOperation
+    except InvalidOperation:
+        raise InvalidInput(f"not a decimal amount: {text[:20]!r}", path=path) from None
+    if value < 0:
+        raise InvalidInput("must not be negative", path=path)
+    return value
+
+
+def _ageing(ageing: dict) -> dict:
+    return {k: money_str(v) for k, v in ageing.items()}
 
 
 @router.get("/arrears", response=dict)
 def get_arrears(request, q: Query[ArrearsQuery]):
+    """Accounts in arrears under the filters, a page of them (`offset`, `limit`), their count,
+    total and ageing (all of them, not the page), and the ageing by direct child org (`by_org`)."""
+    from mmis.org.scope import chosen_org
+
     on = q.on or timezone.localdate()
-    rows = queries.arrears(request.user, on=on, min_days=q.min_days)
+    org = chosen_org(
+        queries.arrears_orgs(request.user),
+        str(q.org) if q.org is not None else "",
+        home_id=request.user.org_id,
+    )
+    if org is None:
+        raise NotFound("no org in your data scope")
+    filters = {
+        "org": org,
+        "min_days": q.min_days,
+        "min_amount": _money_param(q.min_amount, "min_amount"),
+        "search": q.search,
+        "bucket": q.bucket,
+    }
+    totals = queries.arrears_totals(request.user, on=on, **filters)
+    rows = queries.arrears(request.user, on=on, order=q.order, offset=q.offset, limit=q.limit, **filters)
+    by_org, by_org_totals = queries.ageing_by_org(request.user, on=on, **filters)
     return {
         "on": on.isoformat(),
-        "accounts": len(rows),
-        "total": money_str(sum((r.total for r in rows), services.ZERO)),
-        "ageing": {k: money_str(v) for k, v in queries.ageing_summary(rows).items()},
+        "org": {"id": org.pk, "code": org.code, "name": org.name},
+        "accounts": totals.accounts,
+        "total": money_str(totals.total),
+        "ageing": _ageing(totals.ageing),
+        "offset": q.offset,
+        "limit": q.limit,
         "rows": [
             {
                 "account_no": r.account_no,
                 "name": r.name,
+                "org_id": r.org_id,
                 "total": money_str(r.total),
+                "items": r.items,
+                "oldest_due": r.oldest_due.isoformat() if r.oldest_due else None,
                 "days": r.days,
                 "bucket": r.bucket,
+                "ageing": _ageing(r.buckets),
                 "on_plan": r.on_plan,
             }
-            for r in rows[: q.limit]
+            for r in rows
         ],
+        "by_org": {
+            "rows": [
+                {
+                    "org": {"id": x.org.pk, "code": x.org.code, "name": x.org.name},
+                    "own": x.own,
+                    "accounts": x.accounts,
+                    "total": money_str(x.total),
+                    "ageing": _ageing(x.ageing),
+                }
+                for x in by_org
+            ],
+            "totals": {
+                "accounts": by_org_totals.accounts,
+                "total": money_str(by_org_totals.total),
+                "ageing": _ageing(by_org_totals.ageing),
+            },
+        },
     }
 
 

@@ -9,7 +9,7 @@ from datetime import date
 from django.db.models import Sum
 
 from mmis.accounts.models import EntryKind, LedgerEntry, Payment
-from mmis.common.money import money_str
+from mmis.common.money import ZERO, money_str
 
 FONT = "STSong-Light"
 
@@ -125,6 +125,81 @@ def ledger_report_xlsx(*, orgs_qs, start: date, end: date) -> bytes:
         ws.append([org, day.isoformat(), str(EntryKind(kind).label), n, float(t)])
     for col, width in zip("ABCDE", (30, 14, 16, 10, 16), strict=True):
         ws.column_dimensions[col].width = width
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def arrears_xlsx(*, rows, names: dict[int, str], by_org, by_org_totals, totals, title: str) -> bytes:
+    """The filtered arrears list (every row, not a page) and the ageing report by org: money cells
+    are numbers formatted 0.00. `names`: org id → name for the list's org column."""
+    from django.utils.translation import gettext as _
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    from mmis.accounts.rules import AGEING_BUCKETS
+
+    buckets = [b for b in AGEING_BUCKETS if b != "current"]
+    bucket_heads = [_("%(b)s 天") % {"b": b} for b in buckets]
+    bold = Font(bold=True)
+
+    def money(ws, row: int, cols: range) -> None:
+        for col in cols:
+            ws.cell(row=row, column=col).number_format = "0.00"
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = _("欠费清单")
+    ws.append([title])
+    heads = [
+        _("户号"),
+        _("户名"),
+        _("供电单位"),
+        _("欠费"),
+        _("笔数"),
+        _("最早到期"),
+        _("逾期天数"),
+        _("账龄"),
+    ]
+    ws.append([*heads, *bucket_heads, _("分期/缓缴")])
+    for c in ws[2]:
+        c.font = bold
+    for r in rows:
+        ws.append(
+            [r.account_no, r.name, names.get(r.org_id, ""), r.total, r.items, r.oldest_due, r.days, r.bucket]
+            + [r.buckets.get(b, ZERO) for b in buckets]
+            + [_("是") if r.on_plan else ""]
+        )
+        money(ws, ws.max_row, range(4, 5))
+        money(ws, ws.max_row, range(9, 9 + len(buckets)))
+        ws.cell(row=ws.max_row, column=6).number_format = "yyyy-mm-dd"
+    ws.append(
+        [_("合计"), _("%(n)s 户") % {"n": totals.accounts}, "", totals.total, "", "", "", ""]
+        + [totals.ageing[b] for b in buckets]
+    )
+    money(ws, ws.max_row, range(4, 5))
+    money(ws, ws.max_row, range(9, 9 + len(buckets)))
+    for c in ws[ws.max_row]:
+        c.font = bold
+    for col, width in zip("ABCDEFGH", (14, 28, 24, 14, 8, 12, 10, 10), strict=True):
+        ws.column_dimensions[col].width = width
+
+    ws = wb.create_sheet(_("分单位账龄"))
+    ws.append([title])
+    ws.append([_("单位"), _("欠费户数"), _("欠费合计"), *bucket_heads])
+    for c in ws[2]:
+        c.font = bold
+    for r in [*by_org, by_org_totals]:
+        label = r.org.name
+        if r is by_org_totals:
+            label = _("合计")
+        elif r.own:
+            label = _("%(org)s（本级）") % {"org": r.org.name}
+        ws.append([label, r.accounts, r.total] + [r.ageing[b] for b in buckets])
+        money(ws, ws.max_row, range(3, 4 + len(buckets)))
+    for c in ws[ws.max_row]:
+        c.font = bold
+    ws.column_dimensions["A"].width = 30
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

@@ -240,6 +240,23 @@ def ageing_bucket(days_overdue: int) -> str:
 AGEING_BUCKETS = ("current", "1-30", "31-90", "91-180", "181-365", "365+")
 
 
+def ageing_bounds(bucket: str) -> tuple[int | None, int | None]:
+    """Days overdue (low, high), both inclusive, None for open-ended, of an ageing bucket; the
+    inverse of `ageing_bucket` (a filter on the due date uses it). ValueError for an unknown one."""
+    bounds = {
+        "current": (None, 0),
+        "1-30": (1, 30),
+        "31-90": (31, 90),
+        "91-180": (91, 180),
+        "181-365": (181, 365),
+        "365+": (366, None),
+    }
+    try:
+        return bounds[bucket]
+    except KeyError:
+        raise ValueError(f"unknown ageing bucket {bucket!r}") from None
+
+
 def prepaid_state(*, available: Decimal, threshold1: Decimal, threshold2: Decimal) -> str:
     """Cost-control alarm level of an available balance (DOMAIN §5.6)."""
     if available < 0:

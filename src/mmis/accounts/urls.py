@@ -15,6 +15,7 @@ urlpatterns = [
     path("approvals/<int:approval_id>/decide/", views.approval_decide, name="approval_decide"),
     path("arrears/", views.arrears, name="arrears"),
     path("arrears/dunning/", views.dunning, name="dunning"),
+    path("arrears/export.xlsx", views.arrears_export, name="arrears_export"),
     path("bank/", views.bank, name="bank"),
     path("bank/export/", views.bank_export, name="bank_export"),
     path("bank/<int:batch_id>/", views.bank_batch, name="bank_batch"),
