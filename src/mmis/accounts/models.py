@@ -673,3 +673,25 @@ class CardVend(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"{self.card_no}#{self.sequence}"
+
+
+class AgencyFile(models.Model):
+    """An agency collection (代收) reconciliation file: the payments a bank counter, a payment app
+    or a shop collected for the utility on one day, imported and posted as `agency` payments.
+    One row per imported file content (`sha256`): importing the same file again reports the
+    first import; each payment is also unique by the agency's transaction id."""
+
+    org = models.ForeignKey(Org, on_delete=models.PROTECT)
+    agency = models.CharField(_("代收机构"), max_length=60)
+    sha256 = models.CharField(max_length=64, unique=True)
+    imported_at = models.DateTimeField()
+    imported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    rows = models.IntegerField(default=0)
+    posted = models.IntegerField(default=0)
+    total_amount = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+    report = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.agency} {self.imported_at:%Y-%m-%d}"
