@@ -174,7 +174,7 @@ def arrears_xlsx(*, rows, names: dict[int, str], by_org, by_org_totals, totals, 
         money(ws, ws.max_row, range(9, 9 + len(buckets)))
         ws.cell(row=ws.max_row, column=6).number_format = "yyyy-mm-dd"
     ws.append(
-        [_("合计"), _("%(n)s 户") % {"n": totals.accounts}, "", totals.total, "", "", "", ""]
+        [_("合计"), f"{totals.accounts} " + _("户"), "", totals.total, "", "", "", ""]
         + [totals.ageing[b] for b in buckets]
     )
     money(ws, ws.max_row, range(4, 5))
