@@ -18,11 +18,18 @@ def test_demo_step(utility):
 
 def test_demo_pays_part_of_the_released_bills(db):
     """With billing's released bills: withheld by the bank (a few refused), paid at the counter
-    (closed and locked days, today's session open) and online (late fees on what was late), the
-    rest in arrears with today's accrual and dunning actions."""
+    (closed and locked days, today's session open), through agency files and online (late fees
+    on what was late), a minority in arrears with today's accrual and dunning actions."""
     from django.db.models import Count
 
-    from mmis.accounts.models import BankBatchLine, CashierSession, DayLock, DunningAction, LateFeeAccrual
+    from mmis.accounts.models import (
+        AgencyFile,
+        BankBatchLine,
+        CashierSession,
+        DayLock,
+        DunningAction,
+        LateFeeAccrual,
+    )
     from mmis.cli.demo import DemoContext, build
     from mmis.cli.demo.builder import STEPS
 
@@ -35,6 +42,9 @@ def test_demo_pays_part_of_the_released_bills(db):
     by_channel = dict(Payment.objects.values_list("channel").annotate(n=Count("id")))
     assert by_channel.get("bank_withholding", 0) > 0 and by_channel.get("online", 0) > 0
     assert by_channel.get("cash", 0) + by_channel.get("pos", 0) > 0
+    # most bills are paid through the agencies' files, nearly all on time
+    assert by_channel.get("agency", 0) > by_channel.get("online", 0)
+    assert AgencyFile.objects.exists()
     assert BankBatchLine.objects.filter(state="failed").exists()
     sessions = CashierSession.objects.order_by("business_date")
     assert sessions.last().state == "open" and sessions.last().business_date == ctx.today
@@ -43,6 +53,8 @@ def test_demo_pays_part_of_the_released_bills(db):
     assert LedgerEntry.objects.filter(kind="late_fee").exists()
     rows = queries.arrears(None, on=ctx.today, min_days=1)
     assert rows and sum(1 for r in rows if r.days > 30) > 0
+    billed = LedgerEntry.objects.filter(kind="charge").values("account_id").distinct().count()
+    assert len(rows) < billed * 0.3  # a minority in arrears, as at a utility
     assert LateFeeAccrual.objects.exists() and DunningAction.objects.exists()
     assert queries.ledger_check()["balanced"]
     # built once: a second run adds nothing

@@ -1,11 +1,12 @@
-"""Step: receivables for the demo. When billing released bills, part of them are paid the way a
-utility is paid: bank withholding (one batch, a few debits refused by the bank), the cashier's
-counter (cash and POS, one session per business day over the last two weeks, closed and the day
-locked, today's session left open), online payments (older bills of the first station paid in
-one go, late fees charged by the rules on what was late); the rest stays as arrears of several
-ages, with the late fee accrued today and the dunning ladder run on a sample. Without bills:
-opening-balance charges for some accounts, most of them paid. Either way some prepaid (费控)
-accounts with balances. Deterministic (seeded); a bounded number of single payments."""
+"""Step: receivables for the demo. When billing released bills, they are paid the way a utility
+is paid: bank withholding (one batch, a few debits refused by the bank); agency collection (代收)
+files, one per agency and month, with most bills paid on time and a few late (late fees charged
+by the rules); the cashier's counter (cash and POS, one session per business day over the last
+two weeks, closed and the day locked, today's session left open); online payments (older bills
+paid in one go, late). A few accounts pay nothing: arrears of several ages, with the late fee
+accrued today and the dunning ladder run on a sample. Without bills: opening-balance charges for
+some accounts, most of them paid. Either way some prepaid (费控) accounts with balances.
+Deterministic (seeded); a bounded number of single payments."""
 
 from __future__ import annotations
 
@@ -25,13 +26,15 @@ COUNTER_MAX = 240  # counter payments (each a single posting: the step's time is
 ONLINE_MAX = 300  # online payments
 DUNNING_SAMPLE = 150  # overdue accounts the dunning ladder is run on
 BANK_REFUSED = "3001"  # 余额不足
+AGENCIES = ("邮储银行代收", "便民超市代收")
+LATE_MAX = 200  # late agency payments (each charges late fees through the general path)
 
 
 def _settle_bills(ctx: DemoContext) -> None:
     """Pay part of the released bills (see the module docstring)."""
     from collections import defaultdict
 
-    from mmis.accounts import channels, collection, queries, services
+    from mmis.accounts import agency, channels, collection, queries, services
     from mmis.accounts.models import LedgerEntry
     from mmis.customers.models import Account
 
@@ -73,18 +76,21 @@ def _settle_bills(ctx: DemoContext) -> None:
             actor=admin,
             at=export_at + timedelta(days=2),
         )
-    # 2. counter and online payments on the other accounts (bounded in number)
+    # 2. the other accounts: most pay each bill through an agency (a bank's counters, a shop),
+    # nearly all on time, a few late (late fees by the rules); the hall's county also pays at the
+    # counter, some pay older bills online in one go, and a few pay nothing
     counter: dict[date, list[tuple[Account, Decimal, str]]] = defaultdict(list)
-    online = paid_lump = 0
+    agency_rows: dict[tuple[str, date], list[str]] = defaultdict(list)
+    online = paid_lump = late = 0
     for acc_id, acc_bills in bills.items():
         acc = accounts[acc_id]
         if acc.payment_method == "bank_withholding":
             continue
         roll = rng.random()
-        if roll < 0.18:
+        if roll < 0.06:
             continue  # arrears: nothing paid
         older = [b for b in acc_bills if b[1] < today - timedelta(days=45)]
-        if older and online < ONLINE_MAX:
+        if roll < 0.14 and older and online < ONLINE_MAX:
             # older bills paid online in one go, a few days after the last one fell due (late
             # fees charged on what was overdue); the newest left to pay
             cut = older[: max(1, len(older) - rng.choice([0, 0, 1, 3]))]
@@ -102,24 +108,42 @@ def _settle_bills(ctx: DemoContext) -> None:
             online += 1
             paid_lump += len(cut)
             continue
-        amount, due, posted = acc_bills[-1]
         in_scope = any(acc.org.path.startswith(p) for p in scope)
-        if in_scope and roll < 0.75 and sum(len(v) for v in counter.values()) < COUNTER_MAX:
+        to_agency = acc_bills
+        if in_scope and roll < 0.4 and sum(len(v) for v in counter.values()) < COUNTER_MAX:
+            amount, _due, posted = acc_bills[-1]
             first = max(posted, today - timedelta(days=COUNTER_DAYS))
             day = first + timedelta(days=rng.randint(0, max((today - first).days, 0)))
             counter[day].append((acc, amount, "cash" if rng.random() < 0.8 else "pos"))
-        elif online < ONLINE_MAX and roll < 0.75:
-            pay_on = min(max(due + timedelta(days=rng.choice([-8, -3, -1, 2])), posted), today)
-            services.take_payment(
-                account=acc,
-                amount=amount,
-                channel="online",
-                at=datetime.combine(pay_on, time(rng.randint(8, 21), rng.randint(0, 59)), tzinfo=TZ),
-                actor=None,
-                channel_txn_id=f"DEMOWX{acc_id}",
-                reference=DEMO_REF,
+            to_agency = acc_bills[:-1]
+        agent = AGENCIES[acc_id % len(AGENCIES)]
+        for k, (amount, due, posted) in enumerate(to_agency):
+            if late < LATE_MAX and rng.random() < 0.05:
+                pay_on = due + timedelta(days=rng.randint(2, 30))
+                late += pay_on <= today
+            else:
+                pay_on = due - timedelta(days=rng.randint(0, 12))
+            pay_on = max(pay_on, posted)
+            if pay_on > today:
+                if rng.random() < 0.5:
+                    continue  # not due yet, not paid yet
+                pay_on = today
+            paid_at = datetime.combine(pay_on, time(rng.randint(8, 20), rng.randint(0, 59)), tzinfo=TZ)
+            agency_rows[(agent, pay_on.replace(day=1))].append(
+                f"DS{acc_id}-{k},{acc.account_no},{amount},{paid_at:%Y-%m-%d %H:%M:%S}"
             )
-            online += 1
+    # the agencies' files, one per agency and month, imported the evening of today
+    agency_paid = 0
+    import_at = datetime.combine(today, time(23, 30), tzinfo=TZ)
+    for (agent, _month), file_rows in sorted(agency_rows.items()):
+        report = agency.import_file(
+            org=ctx.province,
+            agency=agent,
+            content="txn_id,account_no,amount,paid_at\n" + "\n".join(file_rows) + "\n",
+            actor=admin,
+            at=import_at,
+        )
+        agency_paid += report["posted"]
     # 3. the cashier's days: a session per business day, closed (one short by 10.00) and the day
     # locked; today's session stays open
     sessions = 0
@@ -169,6 +193,8 @@ def _settle_bills(ctx: DemoContext) -> None:
             "accounts_counter_payments": counter_paid,
             "accounts_counter_sessions": sessions,
             "accounts_online_payments": online,
+            "accounts_agency_payments": agency_paid,
+            "accounts_agency_late": late,
             "accounts_bills_paid_in_one_go": paid_lump,
             "accounts_overdue": len(overdue),
             "accounts_fee_accruals": accrued,
@@ -180,11 +206,12 @@ def _settle_bills(ctx: DemoContext) -> None:
 def build_accounts(ctx: DemoContext) -> None:
     from django.db import transaction
 
-    from mmis.accounts.models import LedgerEntry, Payment
+    from mmis.accounts.models import AgencyFile, LedgerEntry, Payment
 
     if (
         LedgerEntry.objects.filter(source_type="demo_opening").exists()
         or Payment.objects.filter(reference=DEMO_REF).exists()
+        or AgencyFile.objects.exists()
     ):
         return
     # One transaction for the whole step: each posting's own transaction becomes a savepoint, so
