@@ -85,6 +85,16 @@ def parse_time(value: str) -> datetime | None:
 def parse_file(content: str, *, at: datetime) -> list[AgencyRow]:
     """The file's payments, or InvalidInput naming every bad line (`lines[N].field`, N counted
     from 1 as an editor shows them)."""
+    rows, errors, _refs = _parse(content, at=at)
+    if errors:
+        raise InvalidInput(errors)
+    return rows
+
+
+def _parse(content: str, *, at: datetime) -> tuple[list[AgencyRow], list[FieldError], list[tuple[int, str]]]:
+    """The good lines, the errors of the others, and (line, account_no) of every line naming an
+    account (its account is checked even when the line has other errors)."""
+    refs: list[tuple[int, str]] = []
     errors: list[FieldError] = []
     rows: list[AgencyRow] = []
     seen: dict[str, int] = {}
@@ -109,6 +119,8 @@ def parse_file(content: str, *, at: datetime) -> list[AgencyRow]:
                 seen[txn] = n
             if not acc_no:
                 errors.append(FieldError(f"{p}.account_no", "is required"))
+            else:
+                refs.append((n, acc_no))
             amount = ZERO
             try:
                 amount = services.parse_amount(rec[2], f"{p}.amount")
@@ -123,11 +135,9 @@ def parse_file(content: str, *, at: datetime) -> list[AgencyRow]:
                 rows.append(AgencyRow(n, txn, acc_no, amount, paid_at))
         if len(errors) >= MAX_ERRORS:
             break
-    if errors:
-        raise InvalidInput(errors)
-    if not rows:
-        raise InvalidInput(path="file", errors="holds no payment")
-    return rows
+    if not rows and not errors:
+        errors.append(FieldError("file", "holds no payment"))
+    return rows, errors, refs
 
 
 def import_file(*, org, agency: str, content: str, actor, at: datetime, chunk: int = 2000) -> dict:
@@ -142,16 +152,19 @@ def import_file(*, org, agency: str, content: str, actor, at: datetime, chunk: i
     done = AgencyFile.objects.filter(sha256=digest).first()
     if done is not None:
         return {**done.report, "already_imported": True}
-    rows = parse_file(content, at=at)
-    accounts = _accounts({r.account_no for r in rows}, org=org)
-    errors = [
-        FieldError(f"lines[{r.line}].account_no", f"unknown account {r.account_no}")
-        if r.account_no not in accounts
-        else FieldError(f"lines[{r.line}].account_no", f"account {r.account_no} is not one of {org.name}")
-        for r in rows
-        if r.account_no not in accounts or not accounts[r.account_no][1].startswith(org.path)
+    rows, errors, refs = _parse(content, at=at)
+    accounts = _accounts({no for _n, no in refs}, org=org)
+    errors += [
+        FieldError(f"lines[{n}].account_no", f"unknown account {no}")
+        if no not in accounts
+        else FieldError(f"lines[{n}].account_no", f"account {no} is not one of {org.name}")
+        for n, no in refs
+        if no not in accounts or not accounts[no][1].startswith(org.path)
     ]
     if errors:
+        errors.sort(
+            key=lambda e: int(e.path[6:].split("]")[0]) if e.path.startswith("lines[") else 0
+        )  # stable
         raise InvalidInput(errors[:MAX_ERRORS])
     done_txns = _posted_txns([r.txn_id for r in rows])
     todo = sorted((r for r in rows if r.txn_id not in done_txns), key=lambda r: (r.paid_at, r.line))

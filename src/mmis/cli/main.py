@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ami-listen": ("cmd_ami_listen", "subscribe to terminals on MQTT and store their readings"),
     "ami-simulate": ("cmd_ami_simulate", "play AMI terminals on MQTT for demos, tests and benchmarks"),
     "bill-run": ("cmd_bill_run", "calculate a billing month for reading books or an org subtree"),
+    "agency-import": (
+        "cmd_agency_import",
+        "post an agency collection (代收) file: agency-import FILE --agency NAME",
+    ),
     "workflow-timers": ("cmd_workflow_timers", "work-order deadlines: warn, alarm, escalate (督办)"),
 }
 

@@ -149,6 +149,7 @@ def test_a_bad_file_is_refused_whole_with_every_error_named(utility):
         "lines[8].paid_at",
         "lines[9].txn_id",
         "lines[9].paid_at",
+        "lines[9].account_no",  # an unknown account, named with the line's other errors
         "lines[10]",
     }
     assert not Payment.objects.filter(account=acc).exists() and not AgencyFile.objects.exists()
@@ -173,3 +174,22 @@ def test_a_bad_file_is_refused_whole_with_every_error_named(utility):
         agency.import_file(org=utility.province, agency=" ", content="B1", actor=admin, at=timezone.now())
     assert exc.value.errors[0].path == "agency"
     assert not Payment.objects.filter(account=acc).exists()
+
+
+def test_cli_imports_a_file_and_names_bad_lines(utility, tmp_path, capsys):
+    from mmis.cli import cmd_agency_import
+
+    acc = individual_account(utility, 51, name="代收")
+    bill_charge(acc, "20.00", 1, timezone.localdate() + timedelta(days=9))
+    at = _t(timezone.now() - timedelta(hours=1))
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"C1,{acc.account_no},1.234,{at}\n", encoding="utf-8")
+    assert cmd_agency_import.run([str(bad), "--agency", "乙", "--org", utility.province.code]) == 2
+    assert "lines[1].amount: money has at most two decimals" in capsys.readouterr().err
+    good = tmp_path / "good.csv"
+    good.write_text(f"C1,{acc.account_no},20.00,{at}\n", encoding="utf-8")
+    assert cmd_agency_import.run([str(good), "--agency", "乙", "--org", utility.province.code]) == 0
+    assert '"posted": 1' in capsys.readouterr().out
+    assert queries.arrears(None, on=timezone.localdate() + timedelta(days=30)) == []
+    assert cmd_agency_import.run([str(good), "--agency", "乙", "--org", "NOPE"]) == 2
+    assert "org: no org 'NOPE'" in capsys.readouterr().err
