@@ -166,7 +166,16 @@ def arrears_xlsx(*, rows, names: dict[int, str], by_org, by_org_totals, totals, 
         c.font = bold
     for r in rows:
         ws.append(
-            [r.account_no, r.name, names.get(r.org_id, ""), r.total, r.items, r.oldest_due, r.days, r.bucket]
+            [
+                r.account_no,
+                r.name,
+                names.get(r.org_id, ""),
+                r.total,
+                r.items,
+                r.oldest_due,
+                r.days,
+                _("%(b)s 天") % {"b": r.bucket},
+            ]
             + [r.buckets.get(b, ZERO) for b in buckets]
             + [_("是") if r.on_plan else ""]
         )
