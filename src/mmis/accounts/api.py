@@ -1,5 +1,6 @@
 """API of payments and receivables: /api/v1/payments (Idempotency-Key), /api/v1/callbacks/payments
-(HMAC-signed, no user), balances, statements, arrears. Rows outside the caller's scope are 404."""
+(HMAC-signed, no user), agency collection files, balances, statements, arrears. Rows outside the
+caller's scope are 404."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from ninja import Field, Header, Query, Router, Schema, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.security import APIKeyHeader, HttpBearer, SessionAuth
 
-from mmis.accounts import channels, counter, queries, services
-from mmis.accounts.models import COUNTER_CHANNELS, CashierSession, LedgerEntry, Payment
+from mmis.accounts import agency, channels, counter, queries, services
+from mmis.accounts.models import COUNTER_CHANNELS, AgencyFile, CashierSession, LedgerEntry, Payment
 from mmis.common.errors import InvalidInput, NotFound
 from mmis.common.money import money_str
 from mmis.org import services as org_services
+from mmis.org.models import Org
+from mmis.org.scope import DataScope
 
 router = Router(tags=["accounts"])
 
@@ -373,3 +376,42 @@ def get_arrears(request, q: Query[ArrearsQuery]):
 
 
 __all__ = ["NotFound", "router"]
+
+
+# --- agency collection files (代收对账) --------------------------------------------------------------
+AGENCY_ROLES = ("cashier", "manager", "administrator")
+
+
+class AgencyFileIn(Schema):
+    agency: str = Field(..., description="the collecting agency, e.g. 邮储银行代收")
+    content: str = Field(..., description="the file: txn_id,account_no,amount,paid_at per line (UTF-8 CSV)")
+    org_id: int | None = Field(None, description="whose accounts the file pays (default: the caller's org)")
+
+
+def _agency_file_out(f) -> dict:
+    return {"id": f.pk, "org_id": f.org_id, "imported_at": f.imported_at.isoformat(), **f.report}
+
+
+@router.post("/agency-files", response={200: dict, 201: dict})
+def import_agency_file(request, payload: AgencyFileIn):
+    """Post an agency collection file for the accounts of an org in the caller's scope. A bad file
+    is refused whole (422, every bad line named `lines[N].field`); the same file again answers
+    200 with the first import's report and posts nothing."""
+
+    _require(request, AGENCY_ROLES)
+    scope = DataScope.for_user(request.user)
+    org = Org.objects.filter(pk=payload.org_id).first() if payload.org_id is not None else request.user.org
+    if org is None or not scope.contains_org(org):
+        raise NotFound("org: no such org in your data scope")
+    report = agency.import_file(
+        org=org, agency=payload.agency, content=payload.content, actor=request.user, at=timezone.now()
+    )
+    f = AgencyFile.objects.get(sha256=hashlib.sha256(payload.content.encode()).hexdigest())
+    return Status(200 if report.get("already_imported") else 201, _agency_file_out(f) | report)
+
+
+@router.get("/agency-files", response=dict)
+def list_agency_files(request, limit: int = Query(50, ge=1, le=500)):
+
+    files = DataScope.for_user(request.user).filter(AgencyFile.objects.all()).order_by("-imported_at", "-pk")
+    return {"files": [_agency_file_out(f) for f in files[:limit]]}

@@ -20,6 +20,7 @@ urlpatterns = [
     path("bank/export/", views.bank_export, name="bank_export"),
     path("bank/<int:batch_id>/", views.bank_batch, name="bank_batch"),
     path("bank/<int:batch_id>/file.csv", views.bank_file, name="bank_file"),
+    path("agency/", views.agency_files, name="agency"),
     path("close/", views.close, name="close"),
     path("reports/ledger.xlsx", views.ledger_report, name="ledger_report"),
     path("prepaid/", views.prepaid, name="prepaid"),

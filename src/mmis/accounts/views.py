@@ -15,8 +15,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from mmis.accounts import channels, collection, documents, queries, services
+from mmis.accounts import agency, channels, collection, documents, queries, services
 from mmis.accounts.models import (
+    AgencyFile,
     Approval,
     BankBatch,
     CashierSession,
@@ -516,5 +517,66 @@ def prepaid(request):
             "commands": scope.filter(CostControlCommand.objects.all())
             .select_related("account")
             .order_by("-requested_at")[:50],
+        },
+    )
+
+
+AGENCY_ROLES = ("cashier", "manager", "administrator")
+
+
+@staff_only
+def agency_files(request):
+    """Agency collection files (代收对账): import a day's file of an agency, see what was posted."""
+    scope = DataScope.for_user(request.user)
+    orgs = scope.orgs().order_by("path")
+    if request.method == "POST":
+        if not (request.user.is_superuser or request.user.has_role(*AGENCY_ROLES)):
+            messages.error(request, _("您的角色不能导入代收文件"))
+            return redirect("accounts:agency")
+        org = chosen_org(orgs, request.POST.get("org", ""), home_id=request.user.org_id)
+        f = request.FILES.get("file")
+        try:
+            content = f.read().decode("utf-8-sig") if f else request.POST.get("content", "")
+        except UnicodeDecodeError:
+            messages.error(request, "file: " + _("文件不是 UTF-8 编码的文本"))
+            return redirect("accounts:agency")
+        try:
+            report = agency.import_file(
+                org=org,
+                agency=request.POST.get("agency", ""),
+                content=content,
+                actor=request.user,
+                at=timezone.now(),
+            )
+        except InvalidInput as exc:
+            _errors(request, exc)
+            return redirect("accounts:agency")
+        if report.get("already_imported"):
+            messages.warning(request, _("该文件已导入过，未重复入账"))
+        else:
+            messages.success(
+                request,
+                _("代收文件已入账：%(n)s 笔，%(amount)s 元，已入账跳过 %(skipped)s 笔")
+                % {
+                    "n": report["posted"],
+                    "amount": report["posted_amount"],
+                    "skipped": report["already_posted"],
+                },
+            )
+        return redirect("accounts:agency")
+    files = (
+        scope.filter(AgencyFile.objects.all())
+        .select_related("org", "imported_by")
+        .order_by("-imported_at", "-pk")
+    )
+    page = Paginator(files, 30).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "accounts/agency.html",
+        {
+            "page": page,
+            "orgs": orgs,
+            "home_org_id": request.user.org_id,
+            "may_import": request.user.is_superuser or request.user.has_role(*AGENCY_ROLES),
         },
     )
