@@ -695,3 +695,9 @@ class AgencyFile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agency} {self.imported_at:%Y-%m-%d}"
+
+    @property
+    def paid_days(self) -> tuple[str, str] | None:
+        """First and last payment day the file holds (from its report)."""
+        days = sorted(self.report.get("days", {}))
+        return (days[0], days[-1]) if days else None

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from mmis.accounts import services
+from mmis.accounts import agency, services
 from mmis.accounts.models import AgencyFile, Payment
 from mmis.org import services as org_services
 from mmis_testing import PASSWORD
@@ -56,6 +56,16 @@ def test_page_imports_a_file_and_lists_it(login, utility):
     c.post("/accounts/agency/", {"agency": "邮储银行代收", "org": utility.cities[0].pk, "file": upload})
     assert Payment.objects.count() == 1
     assert "该文件已导入过" in c.get("/accounts/agency/").content.decode()
+    # a file imported from the command line (no user) is listed too
+    agency.import_file(
+        org=utility.cities[0],
+        agency="命令行导入",
+        content=_line("P9", acc, "1.00"),
+        actor=None,
+        at=timezone.now(),
+    )
+    html = c.get("/accounts/agency/").content.decode()
+    assert "命令行导入" in html and "命令行</td>" in html
 
 
 def test_page_names_the_bad_lines_and_posts_nothing(login, utility):
