@@ -153,9 +153,12 @@ def _settle_bills(ctx: DemoContext) -> None:
             opened = datetime.combine(day, time(8, 30), tzinfo=TZ)
             session = services.open_session(cashier=cashier, at=opened, opening_float="500.00")
             for k, (acc, amount, channel) in enumerate(counter[day]):
+                # the cashier collects what the desk shows as due today: the bills and the late
+                # fee they would charge (most counter payers come after the due date)
+                due_now = sum((i.open + i.accrued_fee for i in queries.open_items(acc, on=day)), Decimal("0"))
                 services.take_payment(
                     account=acc,
-                    amount=amount,
+                    amount=due_now if due_now > 0 else amount,
                     channel=channel,
                     at=opened + timedelta(minutes=5 + 3 * k),
                     actor=cashier,
