@@ -1,5 +1,7 @@
 """Django settings for MMIS. Everything has a working default; see DESIGN.md "Configuration"."""
 
+import os
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +14,36 @@ VAR_DIR = Path(env.str("MMIS_VAR_DIR", default=str(PROJECT_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env.bool("MMIS_DEBUG", default=False)
-SECRET_KEY = env.str("MMIS_SECRET_KEY", default="mmis-demo-secret-key-change-me-in-production-0123456789")
+
+
+def _installation_secret(name: str) -> str:
+    """A random secret made once per installation and kept in VAR_DIR/secrets/<name> (mode 600):
+    never a value from the public source, yet no setup step. Concurrent first starts (test
+    workers) agree: the file is created exclusively, the losers read it."""
+    import secrets as _secrets
+
+    folder = VAR_DIR / "secrets"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = folder / name
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):
+            value = path.read_text().strip()
+            if value:
+                return value
+            time.sleep(0.01)
+        raise RuntimeError(f"{path} is empty") from None
+    value = _secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+    return value
+
+
+SECRET_KEY = env.str("MMIS_SECRET_KEY", default="") or _installation_secret("django_secret_key")
+# Key of the HMAC-signed payment callbacks (online payment, agency collection): a channel is given
+# this value; set MMIS_CALLBACK_SECRET to share a fixed one.
+MMIS_CALLBACK_SECRET = env.str("MMIS_CALLBACK_SECRET", default="") or _installation_secret("callback_secret")
 # Key for field encryption at rest (ID numbers, phones, bank accounts); any string, hashed to 256 bits.
 FIELD_KEY = env.str("MMIS_FIELD_KEY", default="mmis-demo-field-key-change-me")
 ALLOWED_HOSTS = env.list("MMIS_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver", "[::1]"])

@@ -24,6 +24,7 @@ from mmis.org.scope import DataScope
 router = Router(tags=["accounts"])
 
 PAYMENT_ROLES = ("cashier", "counter_staff", "manager", "administrator")
+API_CHANNELS = ("cash", "pos", "cheque", "online", "agency")
 
 
 def _require(request, roles=PAYMENT_ROLES) -> None:
@@ -150,6 +151,10 @@ def create_payment(request, payload: PaymentIn, idempotency_key: str = Header(..
                 return Status(201, out)
     _caller_user(request)
     _require(request)
+    if payload.channel not in API_CHANNELS:
+        # bank withholding and IC-card vends are posted by their own documents (batch line, card
+        # purchase record), never as a bare payment
+        raise InvalidInput(path="channel", errors=f"is one of {', '.join(API_CHANNELS)}")
     if not key or len(key) > 100:
         raise InvalidInput(path="Idempotency-Key", errors="is required (at most 100 characters)")
     body = payload.dict()

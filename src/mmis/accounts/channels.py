@@ -9,12 +9,12 @@ import hashlib
 import hmac
 import io
 import json
-import os
 from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models import DecimalField, F, Sum
 from django.db.models.functions import Coalesce
@@ -41,8 +41,8 @@ from mmis.customers.models import Account
 from mmis.org import audit
 
 MONEY = DecimalField(max_digits=14, decimal_places=2)
-DEMO_CALLBACK_SECRET = "mmis-demo-callback-secret"
 CALLBACK_MAX_AGE = timedelta(minutes=10)
+CALLBACK_MAX_PAID_AGE = timedelta(days=3)
 
 
 class CallbackRejected(InvalidInput):
@@ -54,11 +54,12 @@ class CallbackRejected(InvalidInput):
 
 
 def callback_secret() -> bytes:
-    return (
-        getattr(settings, "MMIS_CALLBACK_SECRET", None)
-        or os.environ.get("MMIS_CALLBACK_SECRET")
-        or DEMO_CALLBACK_SECRET
-    ).encode()
+    """The installation's callback key (settings.MMIS_CALLBACK_SECRET: from the environment, else
+    made once per installation; never a value from the public source)."""
+    secret = getattr(settings, "MMIS_CALLBACK_SECRET", "")
+    if not secret:
+        raise ImproperlyConfigured("MMIS_CALLBACK_SECRET is not set")
+    return secret.encode()
 
 
 def sign(body: bytes, secret: bytes | None = None) -> str:
@@ -89,7 +90,7 @@ def handle_callback(*, body: bytes, signature: str, at: datetime) -> Payment:
         _log(body, signature, "bad_signature", "signature does not match", at)
         raise CallbackRejected("signature does not match", path="X-MMIS-Signature", status=401)
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_float=Decimal)  # an amount sent as a number is never a float
         if not isinstance(data, dict):
             raise ValueError
     except ValueError:
@@ -115,8 +116,16 @@ def handle_callback(*, body: bytes, signature: str, at: datetime) -> Payment:
     paid_at = parse_datetime(str(data.get("paid_at") or "")) if data.get("paid_at") else None
     if paid_at is None:
         errors.append(FieldError("paid_at", "is required (ISO 8601)"))
-    elif timezone.is_naive(paid_at):
-        paid_at = timezone.make_aware(paid_at)
+    else:
+        if timezone.is_naive(paid_at):
+            paid_at = timezone.make_aware(paid_at)
+        # a channel reports a payment as it happens: a time ahead of the callback, or days behind
+        # it (which would date the payment before its late fee), is refused; late settlements
+        # come in the agency's reconciliation file
+        if paid_at > at + CALLBACK_MAX_AGE:
+            errors.append(FieldError("paid_at", "lies after the callback"))
+        elif paid_at < at - CALLBACK_MAX_PAID_AGE:
+            errors.append(FieldError("paid_at", "is more than 3 days before the callback"))
     stamp = parse_datetime(str(data.get("timestamp") or "")) if data.get("timestamp") else None
     if stamp is not None and timezone.is_naive(stamp):
         stamp = timezone.make_aware(stamp)
@@ -247,6 +256,9 @@ def _parse_results(
         .values_list("line_no", "account__account_no", "amount")
         .iterator(chunk_size=50000)
     }
+    posted = _posted_bank_txns(
+        [rec[4].strip() for rec in csv.reader(io.StringIO(content)) if len(rec) > 4 and rec[4].strip()]
+    )
     reader = csv.reader(io.StringIO(content))
     for i, rec in enumerate(reader):
         if not rec or (rec[0].startswith("#")):
@@ -282,6 +294,8 @@ def _parse_results(
                 errors.append(FieldError(f"{p}.bank_txn_id", "is required for a successful debit"))
             elif txn in seen_txn:
                 errors.append(FieldError(f"{p}.bank_txn_id", f"duplicate bank transaction {txn}"))
+            elif txn in posted:
+                errors.append(FieldError(f"{p}.bank_txn_id", f"bank transaction {txn} is already posted"))
             seen_txn.add(txn)
         rows.append((line_no, acc_no, amount, code, txn))
         if len(errors) > 200:
@@ -289,6 +303,18 @@ def _parse_results(
     if errors:
         raise InvalidInput(errors)
     return rows, lines
+
+
+def _posted_bank_txns(txns: list[str]) -> set[str]:
+    """Those of these bank transaction ids already posted (by an earlier batch)."""
+    out: set[str] = set()
+    for i in range(0, len(txns), 5000):
+        out.update(
+            Payment.objects.filter(
+                channel=Channel.BANK_WITHHOLDING, channel_txn_id__in=txns[i : i + 5000]
+            ).values_list("channel_txn_id", flat=True)
+        )
+    return out
 
 
 def import_results(*, batch: BankBatch, content: str, actor, at: datetime, chunk: int = 50000) -> dict:

@@ -122,6 +122,11 @@ UNION ALL
 SELECT i, 3, 'bank_txn_id', 'is required for a successful debit' FROM ok WHERE code = '{SUCCESS}' AND txn = ''
 UNION ALL
 SELECT i, 3, 'bank_txn_id', 'duplicate bank transaction ' || txn FROM ok WHERE txn_nth > 1
+UNION ALL
+SELECT i, 3, 'bank_txn_id', 'bank transaction ' || txn || ' is already posted' FROM ok
+WHERE txn_nth = 1
+  AND EXISTS (SELECT 1 FROM {_t(Payment)} p
+              WHERE p.channel = '{Channel.BANK_WITHHOLDING.value}' AND p.channel_txn_id = ok.txn)
 ORDER BY 1, 2
 LIMIT {MAX_ERRORS * 4}"""
     with connection.cursor() as cur:

@@ -178,3 +178,36 @@ def test_bank_withholding_round_trip(utility):
     with pytest.raises(InvalidInput):
         channels.import_results(batch=batch, content=ok, actor=admin, at=timezone.now())
     assert LedgerEntry.objects.filter(kind="payment").count() == 1
+
+
+def test_callback_paid_at_window_and_the_public_demo_key(client, utility, acc):
+    """A payment time ahead of the callback or days behind it (dodging the late fee) is refused;
+    a body signed with the key the source once carried is refused (the key is per installation)."""
+    now = timezone.now()
+    base = {
+        "channel": "online",
+        "account_no": acc.account_no,
+        "amount": "10.00",
+        "timestamp": now.isoformat(),
+    }
+    ahead = _callback(client, {**base, "txn_id": "F1", "paid_at": (now + timedelta(days=1)).isoformat()})
+    assert ahead.status_code == 422 and "paid_at" in ahead.content.decode()
+    back = _callback(client, {**base, "txn_id": "F2", "paid_at": (now - timedelta(days=30)).isoformat()})
+    assert back.status_code == 422 and "more than 3 days" in back.content.decode()
+    demo = _callback(
+        client, {**base, "txn_id": "F3", "paid_at": now.isoformat()}, secret=b"mmis-demo-callback-secret"
+    )
+    assert demo.status_code == 401
+    # an amount sent as a JSON number is read exactly (never through a float)
+    exact = _callback(client, {**base, "txn_id": "F4", "paid_at": now.isoformat(), "amount": 0.1})
+    assert exact.status_code == 200, exact.content
+    assert Payment.objects.get(channel_txn_id="F4").amount == D("0.10")
+    assert Payment.objects.count() == 1
+
+
+@pytest.mark.parametrize("channel", ["bank_withholding", "card_vend", "bogus"])
+def test_payments_api_refuses_internal_channels(login, utility, acc, channel):
+    c = login(utility.users["counter_a"])
+    r = post(c, {"account_no": acc.account_no, "amount": "10.00", "channel": channel}, key=f"k-{channel}")
+    assert r.status_code == 422 and "channel" in r.content.decode()
+    assert not Payment.objects.exists()
