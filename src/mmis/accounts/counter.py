@@ -339,7 +339,7 @@ def _day(value: str | None) -> date | None:
     return date.fromisoformat(value) if value else None
 
 
-def _debts(debts_json: str, approvals_json: str, *, on: date) -> list[rules.Debt]:
+def _debts(debts_json: str, approvals_json: str, *, on: date, plans_waive: bool = True) -> list[rules.Debt]:
     """`services._debts(account, on=on)` from what the batch read: same facts, same gating (the
     late-fee facts only when a debt is overdue on `on`)."""
     rows = [
@@ -356,7 +356,7 @@ def _debts(debts_json: str, approvals_json: str, *, on: date) -> list[rules.Debt
             if kind == Approval.Kind.LATE_FEE_WAIVER:
                 waived_ids.add(target_id)
             elif until is not None and _day(until) >= on:
-                plan_active = True
+                plan_active = plans_waive
     out = []
     for pk, kind, open_, due, refers_to, fee_class, through in rows:
         is_fee = kind == EntryKind.LATE_FEE
@@ -428,7 +428,7 @@ def _post(batch: list[CounterPayment]) -> None:
                 pol = policies[org_id] = policy_for(Org(pk=org_id, path=org_path))
             plan = rules.plan_payment(
                 amount=r.amount,
-                debts=_debts(debts_json, approvals_json, on=on),
+                debts=_debts(debts_json, approvals_json, on=on, plans_waive=not pol.late_fee_during_plan),
                 paid_on=on,
                 order=pol.allocation_order,
                 minimum=pol.late_fee_minimum,

@@ -258,7 +258,9 @@ def _debts(account: Account, *, on: date | None = None) -> list[rules.Debt]:
             if kind == Approval.Kind.LATE_FEE_WAIVER:
                 waived_ids.add(target_id)
             elif on is not None and valid_until is not None and valid_until >= on:
-                plan_active = True
+                # an approved instalment plan or deferral suspends the fee unless the org's policy
+                # charges it during plans (DOMAIN §5.4)
+                plan_active = not policy_for(account.org).late_fee_during_plan
     out = []
     for r in open_rows:
         is_fee = r["kind"] == EntryKind.LATE_FEE

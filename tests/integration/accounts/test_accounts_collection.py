@@ -167,3 +167,51 @@ def test_card_vend_sequence_unique(utility):
         raise AssertionError("a vend sequence was written twice")
     except InvalidInput:
         pass
+
+
+def _plan_and_pay(utility, *, during_plan: bool):
+    from mmis.accounts.models import LedgerEntry, Policy
+
+    Policy.objects.update_or_create(org=utility.province, defaults={"late_fee_during_plan": during_plan})
+    services.clear_policy_cache()
+    acc = utility.customers["a"].accounts.get()
+    services.post_charge(
+        account=acc,
+        amount=D("300.00"),
+        source_type="bill",
+        source_id=1,
+        document_no="B1",
+        due_date=date(2026, 1, 1),
+        at=at(date(2025, 12, 20)),
+        actor=None,
+    )
+    ap = services.request_approval(
+        kind="instalment",
+        account=acc,
+        actor=utility.users["counter_a"],
+        at=at(date(2026, 1, 2)),
+        reason="困难户分3期",
+        valid_until=date(2026, 4, 1),
+    )
+    services.decide_approval(
+        approval=ap, approve=True, actor=utility.users["manager"], at=at(date(2026, 1, 2))
+    )
+    services.take_payment(
+        account=acc,
+        amount="100.00",
+        channel="online",
+        at=at(date(2026, 1, 21)),
+        actor=None,
+        channel_txn_id="I1",
+    )
+    return list(LedgerEntry.objects.filter(account=acc, kind="late_fee").values_list("amount", flat=True))
+
+
+def test_instalment_suspends_the_late_fee_by_default(utility):
+    assert _plan_and_pay(utility, during_plan=False) == []
+
+
+def test_policy_may_charge_the_late_fee_during_a_plan(utility):
+    # 20 days overdue, residential 1 ‰ a day on the paid portion: the org's policy decides
+    fees = _plan_and_pay(utility, during_plan=True)
+    assert len(fees) == 1 and fees[0] > 0
