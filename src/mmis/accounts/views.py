@@ -8,6 +8,7 @@ from functools import wraps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Count, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -442,18 +443,91 @@ def bank_batch(request, batch_id: int):
     return render(request, "accounts/bank_batch.html", channels.reconciliation(b))
 
 
+LOCK_ROLES = ("manager", "administrator")
+
+
+def _halls(scope: DataScope):
+    """The service halls a user may lock the day of: orgs in the scope that are service halls
+    or where cashier sessions were opened (a session lives in its cashier's org)."""
+    with_sessions = CashierSession.objects.values("org_id")
+    return scope.orgs().filter(Q(level=Org.Level.SERVICE_HALL) | Q(pk__in=with_sessions)).order_by("path")
+
+
+def _hall_days(scope: DataScope, limit: int = 30) -> list[dict]:
+    """Per hall and business day in the scope (latest first): sessions, the open ones that still
+    block the lock (by cashier), and whether the day is locked."""
+    sessions = scope.filter(CashierSession.objects.all())
+    rows = list(
+        sessions.values("org_id", "org__name", "business_date")
+        .annotate(n=Count("id"), open=Count("id", filter=Q(state=CashierSession.State.OPEN)))
+        .order_by("-business_date", "org__path")[:limit]
+    )
+    if not rows:
+        return rows
+    dates = {r["business_date"] for r in rows}
+    org_ids = {r["org_id"] for r in rows}
+    locked = set(
+        DayLock.objects.filter(org_id__in=org_ids, business_date__in=dates).values_list(
+            "org_id", "business_date"
+        )
+    )
+    blocking: dict[tuple, list[str]] = {}
+    for s in (
+        sessions.filter(state=CashierSession.State.OPEN, org_id__in=org_ids, business_date__in=dates)
+        .select_related("cashier")
+        .order_by("opened_at")
+    ):
+        blocking.setdefault((s.org_id, s.business_date), []).append(str(s.cashier))
+    for r in rows:
+        key = (r["org_id"], r["business_date"])
+        r["locked"] = key in locked
+        r["open_cashiers"] = blocking.get(key, [])
+    return rows
+
+
+def _lock_day(request, scope: DataScope) -> None:
+    """A manager locks a service hall's day; the hall is chosen among those in the user's scope."""
+    user = request.user
+    if not (user.is_superuser or user.has_role(*LOCK_ROLES)):
+        messages.error(request, _("只有管理人员或系统管理员可以锁定营业日"))
+        return
+    halls = _halls(scope)
+    org_id = request.POST.get("org", "").strip()
+    if org_id:
+        org = chosen_org(scope.orgs(), org_id, home_id=None)  # outside the scope: 404
+        hall = halls.filter(pk=org.pk).first()
+        if hall is None:
+            messages.error(request, "org: " + _("该单位不是营业厅，没有收费班次"))
+            return
+    else:  # no hall chosen: the user's own org, when it is a hall
+        hall = halls.filter(pk=user.org_id).first()
+        if hall is None:
+            messages.error(request, "org: " + _("请选择营业厅"))
+            return
+    try:
+        day = date.fromisoformat(request.POST.get("business_date", ""))
+    except ValueError:
+        messages.error(request, "business_date: " + _("日期格式错误"))
+        return
+    try:
+        services.lock_day(org=hall, business_date=day, actor=user, at=timezone.now())
+    except InvalidInput as exc:
+        _errors(request, exc)
+        return
+    messages.success(request, _("%(org)s %(day)s 营业日已锁定") % {"org": hall.name, "day": day.isoformat()})
+
+
 @staff_only
 def close(request):
-    """Daily close (日结): the cashier counts the till; a manager locks the hall's day."""
+    """Daily close (日结): the cashier counts the till; a manager locks a service hall's day."""
     user = request.user
     session = _open_session(user)
+    scope = DataScope.for_user(user)
     if request.method == "POST":
-        try:
-            if request.POST.get("action") == "lock":
-                day = date.fromisoformat(request.POST.get("business_date", ""))
-                services.lock_day(org=user.org, business_date=day, actor=user, at=timezone.now())
-                messages.success(request, _("营业日已锁定"))
-            elif session is not None:
+        if request.POST.get("action") == "lock":
+            _lock_day(request, scope)
+        elif session is not None:
+            try:
                 services.close_session(
                     session=session,
                     counted_cash=request.POST.get("counted_cash"),
@@ -462,13 +536,12 @@ def close(request):
                     note=request.POST.get("note", ""),
                 )
                 messages.success(request, _("日结完成"))
-        except (InvalidInput, ValueError) as exc:
-            if isinstance(exc, InvalidInput):
+            except InvalidInput as exc:
                 _errors(request, exc)
-            else:
-                messages.error(request, _("日期格式错误"))
         return redirect("accounts:close")
-    scope = DataScope.for_user(user)
+    can_lock = user.is_superuser or user.has_role(*LOCK_ROLES)
+    halls = list(_halls(scope)) if can_lock else []
+    default_hall = next((h for h in halls if h.pk == user.org_id), halls[0] if halls else None)
     return render(
         request,
         "accounts/close.html",
@@ -481,6 +554,10 @@ def close(request):
             "locks": scope.filter(DayLock.objects.all())
             .select_related("org", "locked_by")
             .order_by("-business_date")[:30],
+            "hall_days": _hall_days(scope),
+            "can_lock": can_lock,
+            "halls": halls,
+            "default_hall_id": default_hall.pk if default_hall else None,
             "today": timezone.localdate(),
         },
     )
