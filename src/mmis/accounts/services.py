@@ -1257,6 +1257,8 @@ def decide_approval(
             raise UnableToDecide(path="approval", errors="a request is approved by someone else")
         if not actor.has_role(*APPROVER_ROLES) and not actor.is_superuser:
             raise UnableToDecide(path="approval", errors="you may not approve this")
+        if approve and ap.kind == Approval.Kind.WRITE_OFF:
+            _check_write_off_level(ap, actor)
         ap.decided_by = actor
         ap.decided_at = at
         ap.decision_note = note[:200]
@@ -1277,6 +1279,18 @@ def decide_approval(
         ap.save()
         audit.record(actor=actor, action=f"approval.{ap.state}.{ap.kind}", target=ap, reason=note, at=at)
     return ap
+
+
+def _check_write_off_level(ap: Approval, actor: User) -> None:
+    """Write-off approval by amount (DOMAIN §5.5): above the org policy's
+    `write_off_approval_amount`, only the province (a province-level approver) may approve."""
+    debt = ap.target
+    open_ = {d.id: d.open for d in _debts(_lock(debt.account_id))}.get(debt.pk, ZERO)
+    limit = Decimal(policy_for(ap.account.org).write_off_approval_amount)  # a default Policy holds an int
+    province = actor.is_superuser or (actor.org is not None and actor.org.level == Org.Level.PROVINCE)
+    if open_ > limit and not province:
+        msg = f"a write-off of {money_str(open_)} (above {money_str(limit)}) is approved by the province"
+        raise UnableToDecide(path="approval", errors=msg)
 
 
 # --- cashier sessions and daily close -----------------------------------------------------------

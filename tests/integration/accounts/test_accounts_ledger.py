@@ -422,3 +422,34 @@ def test_arrears_ageing(acc, utility):
     assert [r.account_no for r in queries.arrears(utility.users["counter_a"], on=date(2026, 3, 20))] == [
         acc.account_no
     ]
+
+
+def test_write_off_above_the_policy_amount_is_approved_by_the_province(utility):
+    """DOMAIN §5.5: approval by amount. The city manager may approve up to the org policy's
+    write_off_approval_amount (5,000.00 by default); above it only the province."""
+    other = utility.customers["b"].accounts.get()
+    small = charge(other, 7, "5000.00", date(2025, 1, 1))
+    big = charge(other, 8, "5000.01", date(2025, 1, 1))
+    requests = [
+        services.request_approval(
+            kind="write_off",
+            account=other,
+            actor=utility.users["counter_b"],
+            at=at(2026, 3, 4),
+            reason="破产",
+            target=debt,
+            evidence="法院裁定书",
+        )
+        for debt in (small, big)
+    ]
+    city = utility.users["manager"]
+    services.decide_approval(approval=requests[0], approve=True, actor=city, at=at(2026, 3, 4))
+    with pytest.raises(InvalidInput) as exc:
+        services.decide_approval(approval=requests[1], approve=True, actor=city, at=at(2026, 3, 4))
+    assert "above 5000.00" in exc.value.errors[0].message
+    assert Approval.objects.get(pk=requests[1].pk).state == "requested"
+    services.decide_approval(
+        approval=requests[1], approve=True, actor=utility.users["admin"], at=at(2026, 3, 4)
+    )
+    assert queries.balance(other) == 0
+    assert_ledger_ok()
