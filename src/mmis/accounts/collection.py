@@ -25,6 +25,7 @@ from mmis.accounts.models import (
 from mmis.common.errors import InvalidInput
 from mmis.common.money import ZERO, money_str, round_fen
 from mmis.customers.models import Account
+from mmis.org import audit
 
 log = logging.getLogger("mmis.accounts")
 
@@ -101,6 +102,9 @@ def run_dunning(
         wanted = set(account_ids)
         rows = [r for r in rows if r.account_id in wanted]
     counts: dict[str, int] = {"skipped_plan": 0}
+    cancelled = _cancel_settled_orders(rows, at=at, org=org, account_ids=account_ids, actor=actor)
+    if cancelled:
+        counts["orders_cancelled"] = cancelled
     for r in rows:
         if r.on_plan:
             counts["skipped_plan"] += 1
@@ -176,6 +180,34 @@ def run_dunning(
                     counts[code] = counts.get(code, 0) + 1
                     done.add(code)
     return counts
+
+
+def _cancel_settled_orders(rows, *, at: datetime, org, account_ids, actor) -> int:
+    """Open disconnection orders of accounts that paid their arrears (or were granted an instalment
+    plan or deferral) since the order was made: cancelled, so no crew cuts a customer who has
+    paid. `rows`: the overdue accounts now."""
+    still_due = {r.account_id for r in rows if not r.on_plan}
+    orders = DisconnectionOrder.objects.filter(state=DisconnectionOrder.State.OPEN)
+    if org is not None:
+        orders = orders.filter(org__path__startswith=org.path)
+    if account_ids is not None:
+        orders = orders.filter(account_id__in=account_ids)
+    n = 0
+    for order in orders.exclude(account_id__in=still_due).select_related("account"):
+        with transaction.atomic():
+            changed = DisconnectionOrder.objects.filter(
+                pk=order.pk, state=DisconnectionOrder.State.OPEN
+            ).update(state=DisconnectionOrder.State.CANCELLED, closed_at=at)
+            if changed:
+                audit.record(
+                    actor=actor,
+                    action="disconnection_order.cancelled",
+                    target=order,
+                    reason="欠费已结清或已批准分期/缓缴",
+                    at=at,
+                )
+                n += 1
+    return n
 
 
 # --- prepaid / remote cost control --------------------------------------------------------------

@@ -51,6 +51,20 @@ def test_dunning_ladder_then_disconnection_order(
     assert order.arrears == D("300.00") and order.state == "open"
     assert Notice.objects.filter(state="sent").count() == 3
     assert len(list((tmp_path / "outbox").glob("*.json"))) == 3
+    # the customer pays: the next run cancels the order before any crew goes out
+    assert collection.run_dunning(on=date(2026, 2, 8), at=at(date(2026, 2, 8))) == {"skipped_plan": 0}
+    services.take_payment(
+        account=acc,
+        amount="400.00",
+        channel="online",
+        at=at(date(2026, 2, 8), 10),
+        actor=None,
+        channel_txn_id="P1",
+    )
+    r = collection.run_dunning(on=date(2026, 2, 9), at=at(date(2026, 2, 9)))
+    assert r == {"skipped_plan": 0, "orders_cancelled": 1}
+    order.refresh_from_db()
+    assert order.state == "cancelled" and order.closed_at == at(date(2026, 2, 9))
 
 
 def test_instalment_plan_stops_the_ladder(utility):
