@@ -67,7 +67,8 @@ def test_dunning_ladder_then_disconnection_order(
     assert order.state == "cancelled" and order.closed_at == at(date(2026, 2, 9))
 
 
-def test_instalment_plan_stops_the_ladder(utility):
+def _bill_on_instalment(utility):
+    """A 300.00 bill due 2026-01-01 with an approved instalment plan until 2026-04-01."""
     acc = utility.customers["a"].accounts.get()
     services.post_charge(
         account=acc,
@@ -90,6 +91,11 @@ def test_instalment_plan_stops_the_ladder(utility):
     services.decide_approval(
         approval=ap, approve=True, actor=utility.users["manager"], at=at(date(2026, 1, 2))
     )
+    return acc
+
+
+def test_instalment_plan_stops_the_ladder(utility):
+    _bill_on_instalment(utility)
     assert collection.run_dunning(on=date(2026, 2, 10), at=at(date(2026, 2, 10))) == {"skipped_plan": 1}
 
 
@@ -188,28 +194,7 @@ def _plan_and_pay(utility, *, during_plan: bool):
 
     Policy.objects.update_or_create(org=utility.province, defaults={"late_fee_during_plan": during_plan})
     services.clear_policy_cache()
-    acc = utility.customers["a"].accounts.get()
-    services.post_charge(
-        account=acc,
-        amount=D("300.00"),
-        source_type="bill",
-        source_id=1,
-        document_no="B1",
-        due_date=date(2026, 1, 1),
-        at=at(date(2025, 12, 20)),
-        actor=None,
-    )
-    ap = services.request_approval(
-        kind="instalment",
-        account=acc,
-        actor=utility.users["counter_a"],
-        at=at(date(2026, 1, 2)),
-        reason="困难户分3期",
-        valid_until=date(2026, 4, 1),
-    )
-    services.decide_approval(
-        approval=ap, approve=True, actor=utility.users["manager"], at=at(date(2026, 1, 2))
-    )
+    acc = _bill_on_instalment(utility)
     services.take_payment(
         account=acc,
         amount="100.00",
