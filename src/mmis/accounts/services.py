@@ -9,6 +9,7 @@ Public API used by other apps: `post_charge`, `post_charges` (many at once), `po
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
@@ -75,6 +76,10 @@ class IdempotencyConflict(InvalidInput):
 
 
 # --- helpers ------------------------------------------------------------------------------------
+_PLAIN_NUMBER = re.compile(r"\+?[0-9]+(\.[0-9]*)?|\+?\.[0-9]+")
+_SIGNED_NUMBER = re.compile(r"-[0-9]+(\.[0-9]*)?|-\.[0-9]+")
+
+
 def parse_amount(value: Any, path: str = "amount", *, allow_zero: bool = False) -> Decimal:
     """A money amount from input: a number with at most two decimals, positive (never a float)."""
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -83,8 +88,14 @@ def parse_amount(value: Any, path: str = "amount", *, allow_zero: bool = False) 
         raise InvalidInput(path=path, errors="must be a number")
     if isinstance(value, float):
         value = repr(value)
+    text = str(value).strip()
+    if isinstance(value, str) and not _PLAIN_NUMBER.fullmatch(text):
+        # money is written as digits with an optional point: no exponent, sign or spaces inside
+        if _SIGNED_NUMBER.fullmatch(text):
+            raise InvalidInput(path=path, errors="must be greater than zero")
+        raise InvalidInput(path=path, errors=f"{value!r} is not a number (write it like 120.50)")
     try:
-        d = Decimal(str(value).strip())
+        d = Decimal(text)
     except (InvalidOperation, ValueError):
         raise InvalidInput(path=path, errors=f"{value!r} is not a number") from None
     if not d.is_finite():
@@ -1214,8 +1225,11 @@ def request_approval(
         errors.append(FieldError("debt", "choose the debt"))
     if kind == Approval.Kind.WRITE_OFF and not evidence:
         errors.append(FieldError("evidence", "a write-off needs evidence"))
-    if kind in (Approval.Kind.INSTALMENT, Approval.Kind.DEFERRAL) and valid_until is None:
-        errors.append(FieldError("valid_until", "is required"))
+    if kind in (Approval.Kind.INSTALMENT, Approval.Kind.DEFERRAL):
+        if valid_until is None:
+            errors.append(FieldError("valid_until", "is required"))
+        elif valid_until < local_date(at):
+            errors.append(FieldError("valid_until", "lies in the past"))
     if target is not None and target.account_id != account.pk:
         errors.append(FieldError("target", "belongs to another account"))
     if kind == Approval.Kind.WRITE_OFF and target is not None:

@@ -13,6 +13,7 @@ from mmis.accounts.models import (
     Notice,
     PrepaidAccount,
 )
+from mmis.common.errors import InvalidInput
 from mmis.rating.late_fee import late_fee
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -214,3 +215,19 @@ def test_policy_may_charge_the_late_fee_during_a_plan(utility):
     # 20 days overdue, residential 1 ‰ a day on the paid portion: the org's policy decides
     fees = _plan_and_pay(utility, during_plan=True)
     assert len(fees) == 1 and fees[0] > 0
+
+
+def test_a_deferral_cannot_end_in_the_past(utility):
+    import pytest
+
+    acc = utility.customers["a"].accounts.get()
+    with pytest.raises(InvalidInput) as exc:
+        services.request_approval(
+            kind="deferral",
+            account=acc,
+            actor=utility.users["counter_a"],
+            at=at(date(2026, 3, 2)),
+            reason="缓缴",
+            valid_until=date(2026, 3, 1),
+        )
+    assert [(e.path, e.message) for e in exc.value.errors] == [("valid_until", "lies in the past")]
