@@ -1,6 +1,6 @@
 from django.urls import path
 
-from mmis.accounts import views
+from mmis.accounts import policy_views, views
 
 app_name = "accounts"
 urlpatterns = [
@@ -24,4 +24,5 @@ urlpatterns = [
     path("close/", views.close, name="close"),
     path("reports/ledger.xlsx", views.ledger_report, name="ledger_report"),
     path("prepaid/", views.prepaid, name="prepaid"),
+    path("policy/", policy_views.policy, name="policy"),
 ]
