@@ -130,7 +130,9 @@ def _parse(content: str, *, at: datetime) -> tuple[list[AgencyRow], list[FieldEr
             if paid_at is None:
                 errors.append(FieldError(f"{p}.paid_at", f"{rec[3].strip()!r} is not a date and time"))
             elif paid_at > at:
-                errors.append(FieldError(f"{p}.paid_at", "lies after the import"))
+                errors.append(
+                    FieldError(f"{p}.paid_at", "lies after the import: check the file's payment times")
+                )
             if len(errors) == line_errors:
                 rows.append(AgencyRow(n, txn, acc_no, amount, paid_at))
         if len(errors) >= MAX_ERRORS:

@@ -123,9 +123,15 @@ def handle_callback(*, body: bytes, signature: str, at: datetime) -> Payment:
         # it (which would date the payment before its late fee), is refused; late settlements
         # come in the agency's reconciliation file
         if paid_at > at + CALLBACK_MAX_AGE:
-            errors.append(FieldError("paid_at", "lies after the callback"))
+            errors.append(FieldError("paid_at", "lies after the callback: send the time the customer paid"))
         elif paid_at < at - CALLBACK_MAX_PAID_AGE:
-            errors.append(FieldError("paid_at", "is more than 3 days before the callback"))
+            errors.append(
+                FieldError(
+                    "paid_at",
+                    "is more than 3 days before the callback: post late settlements as an agency file"
+                    " (/api/v1/agency-files)",
+                )
+            )
     stamp = parse_datetime(str(data.get("timestamp") or "")) if data.get("timestamp") else None
     if stamp is not None and timezone.is_naive(stamp):
         stamp = timezone.make_aware(stamp)
